@@ -1,0 +1,323 @@
+//! Loading a policy set: parsing, validating against the Warden schema, and
+//! reporting every problem with its place.
+//!
+//! This module owns the rule "a policy set that does not validate is never
+//! installed". It receives file contents, not paths: reading the directory
+//! is the caller's job, so this crate stays free of I/O.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use miette::Diagnostic;
+use sha2::{Digest, Sha256};
+
+/// The Warden schema, in Cedar's schema syntax.
+pub const SCHEMA_TEXT: &str = include_str!("warden.cedarschema");
+
+/// The entity types an `entities.json` may describe. Servers, tools,
+/// resources, prompts and arguments are built by Warden from live traffic.
+const USER_ENTITY_TYPES: &[&str] = &["Agent", "Human", "ServiceAccount", "Group"];
+
+/// One input file: a name to report problems against, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// The name used in messages, usually the path relative to the policy
+    /// directory.
+    pub name: String,
+    /// The file's contents.
+    pub text: String,
+}
+
+/// Everything a policy set is made from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySources {
+    /// The `.cedar` files.
+    pub policies: Vec<SourceFile>,
+    /// The optional `entities.json` describing identities and groups.
+    pub entities: Option<SourceFile>,
+}
+
+/// One problem found while loading, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the problem is in.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong: one lowercase sentence.
+    pub message: String,
+    /// How to fix it, when known.
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+/// A policy set that could not be loaded, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the policy set is invalid: {} problem(s), first: {}", .problems.len(), first(.problems))]
+pub struct LoadError {
+    /// Every problem, in file order.
+    pub problems: Vec<Problem>,
+}
+
+fn first(problems: &[Problem]) -> String {
+    problems
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// A validated policy set, ready for decisions.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    pub(crate) set: PolicySet,
+    pub(crate) schema: Schema,
+    pub(crate) entities: Entities,
+    version: String,
+    warnings: Vec<Problem>,
+    policy_count: usize,
+}
+
+impl Policies {
+    /// The policy-set version: a digest of every loaded file's name and text.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Warnings from validation (for example a policy that can never apply).
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+
+    /// How many policies the set holds.
+    pub fn policy_count(&self) -> usize {
+        self.policy_count
+    }
+}
+
+/// Parses the Warden schema. It is part of this crate, so failure is a bug
+/// that a unit test catches; it is still reported rather than panicking.
+pub fn schema() -> Result<Schema, LoadError> {
+    Schema::from_cedarschema_str(SCHEMA_TEXT)
+        .map(|(schema, _warnings)| schema)
+        .map_err(|e| LoadError {
+            problems: vec![Problem {
+                file: "<warden schema>".to_owned(),
+                line: 1,
+                column: 1,
+                message: format!("the built-in schema is invalid: {e}"),
+                help: None,
+            }],
+        })
+}
+
+/// Parses and validates (in strict mode) every file of `sources`.
+pub fn load(sources: &PolicySources) -> Result<Policies, LoadError> {
+    let schema = schema()?;
+    let mut problems = Vec::new();
+    let mut set = PolicySet::new();
+    let mut texts: HashMap<PolicyId, &SourceFile> = HashMap::new();
+
+    for file in &sources.policies {
+        parse_file(file, &mut set, &mut texts, &mut problems);
+    }
+
+    let validation = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+    for error in validation.validation_errors() {
+        problems.push(locate(texts.get(error.policy_id()).copied(), error));
+    }
+    let warnings: Vec<Problem> = validation
+        .validation_warnings()
+        .map(|w| locate(texts.get(w.policy_id()).copied(), w))
+        .collect();
+
+    let entities = match &sources.entities {
+        Some(file) => parse_entities(file, &schema, &mut problems),
+        None => Entities::empty(),
+    };
+
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        return Err(LoadError { problems });
+    }
+    let policy_count = set.policies().count();
+    Ok(Policies {
+        set,
+        schema,
+        entities,
+        version: version_of(sources),
+        warnings,
+        policy_count,
+    })
+}
+
+/// Parses one `.cedar` file into `set`, naming each policy by its `@id`
+/// annotation or, failing that, by `file:line`.
+fn parse_file<'a>(
+    file: &'a SourceFile,
+    set: &mut PolicySet,
+    texts: &mut HashMap<PolicyId, &'a SourceFile>,
+    problems: &mut Vec<Problem>,
+) {
+    let parsed = match PolicySet::from_str(&file.text) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            problems.extend(errors.iter().map(|e| locate(Some(file), e)));
+            return;
+        }
+    };
+    let offsets = policy_offsets(&file.text);
+    let offset_of = |id: &PolicyId| offsets.get(id.to_string().as_str()).copied().unwrap_or(0);
+    if let Some(template) = parsed.templates().next() {
+        let mut problem = locate_offset(file, offset_of(template.id()), "");
+        problem.message = "policy templates are not supported yet".to_owned();
+        problem.help = Some("write the policy with concrete entities".to_owned());
+        problems.push(problem);
+    }
+    for policy in parsed.policies() {
+        let offset = offset_of(policy.id());
+        let id = match policy.annotation("id") {
+            Some(id) => id.to_owned(),
+            None => {
+                let at = locate_offset(file, offset, "");
+                format!("{}:{}", file.name, at.line)
+            }
+        };
+        let id = PolicyId::new(id);
+        if texts.contains_key(&id) {
+            let mut problem = locate_offset(file, offset, "");
+            problem.message = format!("policy id `{id}` is used twice");
+            problem.help = Some("give each policy a unique `@id(\"...\")`".to_owned());
+            problems.push(problem);
+            continue;
+        }
+        if let Err(e) = set.add(policy.new_id(id.clone())) {
+            problems.push(locate_offset(file, offset, &e.to_string()));
+            continue;
+        }
+        texts.insert(id, file);
+    }
+}
+
+/// Where each policy of `text` starts, by the numbered id (`policy0`, …)
+/// that parsing a whole file gives it.
+fn policy_offsets(text: &str) -> HashMap<String, usize> {
+    let Ok(parsed) = cedar_policy_core::parser::parse_policyset(text) else {
+        return HashMap::new();
+    };
+    let policies = parsed
+        .policies()
+        .map(|p| (p.id().to_string(), p.loc().map(|l| l.span.offset())));
+    let templates = parsed
+        .all_templates()
+        .map(|t| (t.id().to_string(), t.loc().map(|l| l.span.offset())));
+    policies
+        .chain(templates)
+        .map(|(id, offset)| (id, offset.unwrap_or(0)))
+        .collect()
+}
+
+fn parse_entities(file: &SourceFile, schema: &Schema, problems: &mut Vec<Problem>) -> Entities {
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&file.text) {
+        problems.push(Problem {
+            file: file.name.clone(),
+            line: e.line().max(1),
+            column: e.column().max(1),
+            message: format!("invalid JSON: {e}"),
+            help: None,
+        });
+        return Entities::empty();
+    }
+    let entities = match Entities::from_json_str(&file.text, Some(schema)) {
+        Ok(entities) => entities,
+        Err(e) => {
+            problems.push(Problem {
+                file: file.name.clone(),
+                line: 1,
+                column: 1,
+                message: format!("invalid entities: {}", one_line(&e.to_string())),
+                help: e.help().map(|h| one_line(&h.to_string())),
+            });
+            return Entities::empty();
+        }
+    };
+    let foreign: HashSet<String> = entities
+        .iter()
+        .map(|e| e.uid().type_name().to_string())
+        .filter(|t| !USER_ENTITY_TYPES.contains(&t.as_str()) && !t.contains("Action"))
+        .collect();
+    for type_name in foreign {
+        problems.push(Problem {
+            file: file.name.clone(),
+            line: 1,
+            column: 1,
+            message: format!("entities of type `{type_name}` cannot be declared here"),
+            help: Some(format!(
+                "`entities.json` describes {}; Warden builds the others from live traffic",
+                USER_ENTITY_TYPES.join(", ")
+            )),
+        });
+    }
+    entities
+}
+
+/// Places a Cedar diagnostic in `file` by its first label.
+fn locate(file: Option<&SourceFile>, diagnostic: &dyn Diagnostic) -> Problem {
+    let offset = diagnostic
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset())
+        .unwrap_or_default();
+    let mut problem = match file {
+        Some(file) => locate_offset(file, offset, &diagnostic.to_string()),
+        None => Problem {
+            file: "<unknown>".to_owned(),
+            line: 1,
+            column: 1,
+            message: one_line(&diagnostic.to_string()),
+            help: None,
+        },
+    };
+    problem.help = diagnostic.help().map(|h| one_line(&h.to_string()));
+    problem
+}
+
+fn locate_offset(file: &SourceFile, offset: usize, message: &str) -> Problem {
+    let before = file.text.get(..offset).unwrap_or(&file.text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    Problem {
+        file: file.name.clone(),
+        line,
+        column,
+        message: one_line(message),
+        help: None,
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn version_of(sources: &PolicySources) -> String {
+    let mut files: Vec<&SourceFile> = sources.policies.iter().collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut hash = Sha256::new();
+    for file in files.into_iter().chain(sources.entities.as_ref()) {
+        hash.update(file.name.as_bytes());
+        hash.update([0]);
+        hash.update(file.text.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hex::encode(hash.finalize());
+    format!("sha256:{}", digest.get(..16).unwrap_or(&digest))
+}

@@ -1,0 +1,259 @@
+//! Decisions of the policy core, including failure cases C16, C18 and C26.
+
+use rstest::rstest;
+use serde_json::{json, Value};
+use warden_policy::{
+    load, Action, Decision, DecisionRequest, Effect, Environment, Limits, Pdp, PolicySources,
+    Principal, Reason, SourceFile, Target,
+};
+
+fn pdp(policies: &str) -> Pdp {
+    pdp_with_entities(policies, None)
+}
+
+fn pdp_with_entities(policies: &str, entities: Option<&str>) -> Pdp {
+    let sources = PolicySources {
+        policies: vec![SourceFile {
+            name: "test.cedar".into(),
+            text: policies.into(),
+        }],
+        entities: entities.map(|text| SourceFile {
+            name: "entities.json".into(),
+            text: text.into(),
+        }),
+    };
+    match load(&sources) {
+        Ok(policies) => Pdp::new(policies, Limits::default()),
+        Err(e) => panic!("policies should load: {:#?}", e.problems),
+    }
+}
+
+fn env() -> Environment {
+    Environment {
+        transport: "stdio".into(),
+        client_address: "local".into(),
+        now: 1_700_000_000,
+    }
+}
+
+fn call(pdp: &Pdp, agent: &str, acting_for: Option<&str>, tool: &str, args: Value) -> Decision {
+    let principal = Principal::Agent(agent.into());
+    let env = env();
+    pdp.decide(&DecisionRequest {
+        principal: &principal,
+        acting_for,
+        action: Action::ToolsCall,
+        method: "tools/call",
+        target: Target::Tool {
+            server: "fs".into(),
+            name: tool.into(),
+        },
+        arguments: Some(&args),
+        environment: &env,
+    })
+}
+
+fn visible(pdp: &Pdp, tool: &str) -> bool {
+    let principal = Principal::Agent("a".into());
+    let env = env();
+    pdp.may_allow(&DecisionRequest {
+        principal: &principal,
+        acting_for: None,
+        action: Action::ToolsCall,
+        method: "tools/call",
+        target: Target::Tool {
+            server: "fs".into(),
+            name: tool.into(),
+        },
+        arguments: None,
+        environment: &env,
+    })
+}
+
+const CONFINED: &str = r#"
+@id("read-inside-data")
+permit(principal, action == Action::"tools/call", resource)
+when { resource.name == "read_file" && context.args.paths_within.contains("/srv/data") };
+"#;
+
+#[rstest]
+#[case("/srv/data_evil/secret", Effect::Deny)]
+#[case("/srv/data-evil/x", Effect::Deny)]
+#[case("/srv/data/../data_evil/x", Effect::Deny)]
+#[case("/srv/data/./../../etc/passwd", Effect::Deny)]
+#[case("srv/data/x", Effect::Deny)]
+#[case("/srv/data/x\u{0}.txt", Effect::Deny)]
+#[case("~/x", Effect::Deny)]
+#[case("/srv/data/%2e%2e/x", Effect::Allow)]
+#[case("//srv/data/x", Effect::Allow)]
+#[case("/srv/data", Effect::Allow)]
+#[case("/srv/data/", Effect::Allow)]
+#[case("/srv/data/sub/../x", Effect::Allow)]
+fn c16_path_prefix_containment(#[case] path: &str, #[case] expected: Effect) {
+    let pdp = pdp(CONFINED);
+    let decision = call(&pdp, "a", None, "read_file", json!({ "path": path }));
+    assert_eq!(decision.effect, expected, "path {path:?}: {}", decision.explain());
+}
+
+#[test]
+fn c16_every_path_argument_is_confined_not_just_the_first() {
+    let pdp = pdp(CONFINED);
+    let inside = json!({"source": "/srv/data/a", "destination": "/srv/data/b"});
+    let escaping = json!({"source": "/srv/data/a", "destination": "/srv/data/../../etc/cron.d/x"});
+    let listed = json!({"paths": ["/srv/data/a", "/srv/data_evil/b"]});
+    assert!(call(&pdp, "a", None, "read_file", inside).is_allowed());
+    assert!(!call(&pdp, "a", None, "read_file", escaping).is_allowed());
+    assert!(!call(&pdp, "a", None, "read_file", listed).is_allowed());
+}
+
+#[rstest]
+#[case("/workspace/../etc/passwd", Effect::Deny)]
+#[case("/workspace/a/../../etc/shadow", Effect::Deny)]
+#[case("/workspace/ok.txt", Effect::Allow)]
+fn c18_like_over_normalised_paths_does_not_admit_traversal(
+    #[case] path: &str,
+    #[case] expected: Effect,
+) {
+    let pdp = pdp(r#"
+        permit(principal, action == Action::"tools/call", resource)
+        when {
+            resource.name == "read_file" &&
+            context.args.paths.hasTag("path") &&
+            context.args.paths.getTag("path") like "/workspace/*"
+        };"#);
+    let decision = call(&pdp, "a", None, "read_file", json!({ "path": path }));
+    assert_eq!(decision.effect, expected, "path {path:?}");
+}
+
+#[test]
+fn c26_erroring_forbid_is_rejected_at_load() {
+    let sources = PolicySources {
+        policies: vec![SourceFile {
+            name: "bad.cedar".into(),
+            text: "permit(principal, action, resource);\n\
+                   forbid(principal, action, resource)\n  when { context.command in [\"rm -rf\"] };\n"
+                .into(),
+        }],
+        entities: None,
+    };
+    let err = load(&sources).err().expect("an invalid set must not load");
+    let problem = &err.problems[0];
+    assert_eq!(problem.file, "bad.cedar");
+    assert_eq!(problem.line, 3, "{problem}");
+    assert!(problem.to_string().starts_with("bad.cedar:3:"), "{problem}");
+}
+
+#[test]
+fn c26_forbid_that_errs_at_runtime_denies_and_names_the_policy() {
+    // Validates, but overflows at runtime for large counts: Cedar would skip
+    // the forbid and the blanket permit would allow.
+    let pdp = pdp(r#"
+        @id("allow-all") permit(principal, action, resource);
+        @id("no-big-batches")
+        forbid(principal, action == Action::"tools/call", resource)
+        when { context.args.numbers.hasTag("count") && context.args.numbers.getTag("count") * 2 > 10 };
+    "#);
+    let decision = call(&pdp, "a", None, "write", json!({"count": i64::MAX}));
+    assert_eq!(decision.effect, Effect::Deny);
+    assert_eq!(decision.reason, Reason::EvaluationError);
+    assert_eq!(decision.errors.len(), 1);
+    assert_eq!(decision.errors[0].policy_id, "no-big-batches");
+    assert!(decision.explain().contains("`no-big-batches`"));
+
+    assert!(call(&pdp, "a", None, "write", json!({"count": 1})).is_allowed());
+    assert!(!call(&pdp, "a", None, "write", json!({"count": 6})).is_allowed());
+}
+
+#[test]
+fn numbers_stay_numbers_in_policy() {
+    let pdp = pdp(r#"
+        permit(principal, action, resource)
+        when { context.args.numbers.hasTag("n") && context.args.numbers.getTag("n") > 5 };
+    "#);
+    assert!(call(&pdp, "a", None, "t", json!({"n": 6})).is_allowed());
+    // The string "6" is not the number 6.
+    assert!(!call(&pdp, "a", None, "t", json!({"n": "6"})).is_allowed());
+}
+
+#[test]
+fn arguments_over_the_limits_are_denied_with_a_reason() {
+    let pdp = pdp("permit(principal, action, resource);");
+    let mut deep = json!(1);
+    for _ in 0..40 {
+        deep = json!({ "x": deep });
+    }
+    let decision = call(&pdp, "a", None, "t", json!({ "deep": deep }));
+    assert!(matches!(decision.reason, Reason::InvalidArguments(_)));
+    assert!(decision.explain().contains("deeper than 32"), "{}", decision.explain());
+}
+
+#[test]
+fn forbid_wins_and_is_named() {
+    let pdp = pdp(r#"
+        @id("all") permit(principal, action, resource);
+        @id("no-writes") forbid(principal, action, resource is Tool) when { resource.name == "write_file" };
+    "#);
+    let decision = call(&pdp, "a", None, "write_file", json!({}));
+    assert_eq!(decision.reason, Reason::Forbidden);
+    assert_eq!(decision.policy_ids, vec!["no-writes".to_owned()]);
+    let allowed = call(&pdp, "a", None, "read_file", json!({}));
+    assert_eq!(allowed.policy_ids, vec!["all".to_owned()]);
+    assert!(allowed.policy_version.starts_with("sha256:"));
+}
+
+#[test]
+fn acting_for_human_in_group() {
+    let entities = r#"[
+        {"uid": {"type": "Human", "id": "alice"}, "attrs": {}, "parents": [{"type": "Group", "id": "finance"}]},
+        {"uid": {"type": "Group", "id": "finance"}, "attrs": {}, "parents": []}
+    ]"#;
+    let pdp = pdp_with_entities(
+        r#"permit(principal is Agent, action == Action::"tools/call", resource)
+           when { context has acting_for && context.acting_for in Group::"finance" };"#,
+        Some(entities),
+    );
+    assert!(call(&pdp, "a", Some("alice"), "t", json!({})).is_allowed());
+    assert!(!call(&pdp, "a", Some("bob"), "t", json!({})).is_allowed());
+    assert!(!call(&pdp, "a", None, "t", json!({})).is_allowed());
+}
+
+#[test]
+fn list_filtering_hides_only_what_no_call_could_reach() {
+    let pdp = pdp(r#"
+        permit(principal, action == Action::"tools/call", resource)
+        when { resource.name == "echo" };
+        permit(principal, action == Action::"tools/call", resource)
+        when { resource.name == "read_file" && context.args.paths_within.contains("/srv") };
+        forbid(principal, action, resource is Tool) when { resource.name == "read_file" &&
+            context.args.strings.hasTag("mode") && context.args.strings.getTag("mode") == "raw" };
+    "#);
+    assert!(visible(&pdp, "echo"));
+    assert!(visible(&pdp, "read_file"), "allowed for some arguments");
+    assert!(!visible(&pdp, "write_file"), "never permitted");
+}
+
+#[test]
+fn the_schema_parses_and_every_action_is_declared() {
+    let pdp = pdp("permit(principal, action, resource);");
+    let principal = Principal::Agent("a".into());
+    let env = env();
+    for method in [
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+        "completion/complete",
+        "tasks/get",
+    ] {
+        let decision = pdp.decide(&DecisionRequest {
+            principal: &principal,
+            acting_for: None,
+            action: Action::for_method(method),
+            method,
+            target: Target::Server { server: "s".into() },
+            arguments: None,
+            environment: &env,
+        });
+        assert!(decision.is_allowed(), "{method}: {}", decision.explain());
+    }
+}
