@@ -151,8 +151,10 @@ impl Arguments {
                 }
             }
             Value::Array(items) => {
-                let strings: Option<BTreeSet<String>> =
-                    items.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+                let strings: Option<BTreeSet<String>> = items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect();
                 if let Some(set) = strings {
                     self.sets.insert(key.clone(), set);
                 }
@@ -193,8 +195,9 @@ impl Arguments {
                 if let Some(i) = n.as_i64() {
                     self.numbers.insert(key, i);
                 } else {
-                    let decimal = to_decimal(n)
-                        .ok_or_else(|| ArgumentsError::UnrepresentableNumber { key: key.clone() })?;
+                    let decimal = to_decimal(n).ok_or_else(|| {
+                        ArgumentsError::UnrepresentableNumber { key: key.clone() }
+                    })?;
                     self.decimals.insert(key, decimal);
                 }
             }
@@ -328,8 +331,15 @@ mod tests {
 
     #[test]
     fn refuses_numbers_policy_would_see_rounded() {
-        for v in [json!({"n": 0.123456}), json!({"n": 1e300}), json!({"n": u64::MAX})] {
-            assert!(matches!(sort(v), Err(ArgumentsError::UnrepresentableNumber { .. })));
+        for v in [
+            json!({"n": 0.123456}),
+            json!({"n": 1e300}),
+            json!({"n": u64::MAX}),
+        ] {
+            assert!(matches!(
+                sort(v),
+                Err(ArgumentsError::UnrepresentableNumber { .. })
+            ));
         }
     }
 }

@@ -284,7 +284,10 @@ impl Decision {
             Reason::NoPermit => "no policy permits this request".to_owned(),
             Reason::EvaluationError => {
                 let failed: Vec<String> = self.errors.iter().map(|e| e.policy_id.clone()).collect();
-                format!("policy {} could not be evaluated, so the request is denied", ids(&failed))
+                format!(
+                    "policy {} could not be evaluated, so the request is denied",
+                    ids(&failed)
+                )
             }
             Reason::InvalidArguments(e) => format!("arguments refused: {e}"),
             Reason::InvalidRequest(e) => format!("request refused: {e}"),

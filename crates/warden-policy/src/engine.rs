@@ -152,7 +152,10 @@ impl Pdp {
             entities = entities
                 .add_entities(args_entities, Some(&self.policies.schema))
                 .map_err(|e| e.to_string())?;
-            pairs.push(("args".to_owned(), RestrictedExpression::new_entity_uid(args_uid)));
+            pairs.push((
+                "args".to_owned(),
+                RestrictedExpression::new_entity_uid(args_uid),
+            ));
         }
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
         let query = Request::new(
@@ -172,7 +175,15 @@ impl Pdp {
     fn parts(
         &self,
         request: &DecisionRequest<'_>,
-    ) -> Result<(EntityUid, EntityUid, Entities, Vec<(String, RestrictedExpression)>), String> {
+    ) -> Result<
+        (
+            EntityUid,
+            EntityUid,
+            Entities,
+            Vec<(String, RestrictedExpression)>,
+        ),
+        String,
+    > {
         let base = &self.policies.entities;
         let mut extra: Vec<Entity> = Vec::new();
 
@@ -221,7 +232,10 @@ fn string(s: &str) -> RestrictedExpression {
 
 fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
     let type_name = EntityTypeName::from_str(type_name).map_err(|e| e.to_string())?;
-    Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+    Ok(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(id),
+    ))
 }
 
 fn principal_uid(principal: &Principal) -> Result<EntityUid, String> {
@@ -260,12 +274,20 @@ fn argument_entities(arguments: &Arguments) -> Result<(EntityUid, Vec<Entity>), 
         tags: impl Iterator<Item = (String, RestrictedExpression)>,
     ) -> Result<Entity, String> {
         let uid = uid(type_name, "call")?;
-        Entity::new_with_tags(uid, HashMap::new(), HashSet::new(), tags.collect::<HashMap<_, _>>())
-            .map_err(|e| e.to_string())
+        Entity::new_with_tags(
+            uid,
+            HashMap::new(),
+            HashSet::new(),
+            tags.collect::<HashMap<_, _>>(),
+        )
+        .map_err(|e| e.to_string())
     }
     let strings = bucket(
         "StringArguments",
-        arguments.strings.iter().map(|(k, v)| (k.clone(), string(v))),
+        arguments
+            .strings
+            .iter()
+            .map(|(k, v)| (k.clone(), string(v))),
     )?;
     let numbers = bucket(
         "NumberArguments",
@@ -303,18 +325,42 @@ fn argument_entities(arguments: &Arguments) -> Result<(EntityUid, Vec<Entity>), 
     let args_uid = uid("Arguments", "call")?;
     let count = |n: usize| RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX));
     let attrs = HashMap::from([
-        ("strings".to_owned(), RestrictedExpression::new_entity_uid(strings.uid())),
-        ("numbers".to_owned(), RestrictedExpression::new_entity_uid(numbers.uid())),
-        ("decimals".to_owned(), RestrictedExpression::new_entity_uid(decimals.uid())),
-        ("bools".to_owned(), RestrictedExpression::new_entity_uid(bools.uid())),
-        ("sets".to_owned(), RestrictedExpression::new_entity_uid(sets.uid())),
-        ("paths".to_owned(), RestrictedExpression::new_entity_uid(paths.uid())),
-        ("paths_within".to_owned(), string_set(arguments.paths_within.iter())),
+        (
+            "strings".to_owned(),
+            RestrictedExpression::new_entity_uid(strings.uid()),
+        ),
+        (
+            "numbers".to_owned(),
+            RestrictedExpression::new_entity_uid(numbers.uid()),
+        ),
+        (
+            "decimals".to_owned(),
+            RestrictedExpression::new_entity_uid(decimals.uid()),
+        ),
+        (
+            "bools".to_owned(),
+            RestrictedExpression::new_entity_uid(bools.uid()),
+        ),
+        (
+            "sets".to_owned(),
+            RestrictedExpression::new_entity_uid(sets.uid()),
+        ),
+        (
+            "paths".to_owned(),
+            RestrictedExpression::new_entity_uid(paths.uid()),
+        ),
+        (
+            "paths_within".to_owned(),
+            string_set(arguments.paths_within.iter()),
+        ),
         ("path_count".to_owned(), count(arguments.path_count)),
         ("count".to_owned(), count(arguments.count)),
     ]);
     let args = Entity::new(args_uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
-    Ok((args_uid, vec![args, strings, numbers, decimals, bools, sets, paths]))
+    Ok((
+        args_uid,
+        vec![args, strings, numbers, decimals, bools, sets, paths],
+    ))
 }
 
 fn string_set<'a>(items: impl Iterator<Item = &'a String>) -> RestrictedExpression {

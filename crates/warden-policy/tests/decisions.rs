@@ -92,7 +92,12 @@ when { resource.name == "read_file" && context.args.paths_within.contains("/srv/
 fn c16_path_prefix_containment(#[case] path: &str, #[case] expected: Effect) {
     let pdp = pdp(CONFINED);
     let decision = call(&pdp, "a", None, "read_file", json!({ "path": path }));
-    assert_eq!(decision.effect, expected, "path {path:?}: {}", decision.explain());
+    assert_eq!(
+        decision.effect,
+        expected,
+        "path {path:?}: {}",
+        decision.explain()
+    );
 }
 
 #[test]
@@ -184,7 +189,11 @@ fn arguments_over_the_limits_are_denied_with_a_reason() {
     }
     let decision = call(&pdp, "a", None, "t", json!({ "deep": deep }));
     assert!(matches!(decision.reason, Reason::InvalidArguments(_)));
-    assert!(decision.explain().contains("deeper than 32"), "{}", decision.explain());
+    assert!(
+        decision.explain().contains("deeper than 32"),
+        "{}",
+        decision.explain()
+    );
 }
 
 #[test]

@@ -1,0 +1,305 @@
+//! The embedded SQLite store.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{DecisionLog, DecisionRecord, RecordKind, StoreError};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how
+/// many have run.
+const MIGRATIONS: &[&str] = &["CREATE TABLE decision_records (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        decision_id    TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        time           TEXT NOT NULL,
+        principal      TEXT NOT NULL,
+        acting_for     TEXT,
+        method         TEXT NOT NULL,
+        server         TEXT NOT NULL,
+        tool           TEXT,
+        args_digest    TEXT,
+        args_redacted  TEXT,
+        decision       TEXT,
+        reason         TEXT NOT NULL,
+        message        TEXT NOT NULL,
+        policy_ids     TEXT NOT NULL,
+        errors         TEXT NOT NULL,
+        policy_version TEXT,
+        latency_us     INTEGER,
+        outcome        TEXT NOT NULL,
+        instance       TEXT NOT NULL
+    );
+    CREATE INDEX decision_records_decision_id ON decision_records (decision_id);"];
+
+/// A decision log in one SQLite file (WAL mode, full sync on commit).
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let name = path.display().to_string();
+        let open_err = |source| StoreError::Open {
+            path: name.clone(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        migrate(&mut conn, &name)?;
+        Ok(SqliteStore { conn })
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<DecisionRecord>, StoreError> {
+        let mut statement = self.conn.prepare(sql).map_err(StoreError::Read)?;
+        let rows = statement
+            .query_map(params, from_row)
+            .map_err(StoreError::Read)?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::Read)
+    }
+}
+
+fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: name.to_owned(),
+        source,
+    };
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let tx = conn.transaction().map_err(open_err)?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .optional()
+        .map_err(open_err)?
+        .unwrap_or(0);
+    if current > known {
+        return Err(StoreError::TooNew {
+            path: name.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    for migration in MIGRATIONS
+        .iter()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        tx.execute_batch(migration).map_err(open_err)?;
+    }
+    tx.pragma_update(None, "user_version", known)
+        .map_err(open_err)?;
+    tx.commit().map_err(open_err)
+}
+
+const COLUMNS: &str = "seq, decision_id, kind, time, principal, acting_for, method, server, \
+    tool, args_digest, args_redacted, decision, reason, message, policy_ids, errors, \
+    policy_version, latency_us, outcome, instance";
+
+impl DecisionLog for SqliteStore {
+    fn append(&mut self, r: &DecisionRecord) -> Result<(), StoreError> {
+        let json = |v: &dyn erased::Json| v.to_json();
+        self.conn
+            .execute(
+                "INSERT INTO decision_records (decision_id, kind, time, principal, acting_for, \
+                 method, server, tool, args_digest, args_redacted, decision, reason, message, \
+                 policy_ids, errors, policy_version, latency_us, outcome, instance) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17, ?18, ?19)",
+                params![
+                    r.decision_id,
+                    r.kind.as_str(),
+                    r.time,
+                    r.principal,
+                    r.acting_for,
+                    r.method,
+                    r.server,
+                    r.tool,
+                    r.args_digest,
+                    r.args_redacted.as_ref().map(|v| json(v)),
+                    r.decision,
+                    r.reason,
+                    r.message,
+                    json(&r.policy_ids),
+                    json(&r.errors),
+                    r.policy_version,
+                    r.latency_us.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+                    r.outcome,
+                    r.instance,
+                ],
+            )
+            .map_err(StoreError::Write)?;
+        Ok(())
+    }
+
+    fn tail(&self, limit: usize) -> Result<Vec<DecisionRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM (SELECT * FROM decision_records ORDER BY seq DESC LIMIT ?1) \
+             ORDER BY seq"
+        );
+        self.query(&sql, params![limit])
+    }
+
+    fn since(&self, after: i64, limit: usize) -> Result<Vec<DecisionRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql =
+            format!("SELECT {COLUMNS} FROM decision_records WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        self.query(&sql, params![after, limit])
+    }
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<DecisionRecord> {
+    let list = |index: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = row.get(index)?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    };
+    let redacted: Option<String> = row.get(10)?;
+    let latency: Option<i64> = row.get(17)?;
+    let kind: String = row.get(2)?;
+    Ok(DecisionRecord {
+        seq: row.get(0)?,
+        decision_id: row.get(1)?,
+        kind: RecordKind::parse(&kind),
+        time: row.get(3)?,
+        principal: row.get(4)?,
+        acting_for: row.get(5)?,
+        method: row.get(6)?,
+        server: row.get(7)?,
+        tool: row.get(8)?,
+        args_digest: row.get(9)?,
+        args_redacted: redacted.and_then(|t| serde_json::from_str(&t).ok()),
+        decision: row.get(11)?,
+        reason: row.get(12)?,
+        message: row.get(13)?,
+        policy_ids: list(14)?,
+        errors: list(15)?,
+        policy_version: row.get(16)?,
+        latency_us: latency.and_then(|l| u64::try_from(l).ok()),
+        outcome: row.get(18)?,
+        instance: row.get(19)?,
+    })
+}
+
+mod erased {
+    /// Serialises a value that is always representable as JSON.
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(decision_id: &str) -> DecisionRecord {
+        DecisionRecord {
+            seq: 0,
+            decision_id: decision_id.into(),
+            kind: RecordKind::Decision,
+            time: "2026-12-03T00:00:00Z".into(),
+            principal: "Agent::\"a\"".into(),
+            acting_for: Some("alice".into()),
+            method: "tools/call".into(),
+            server: "fs".into(),
+            tool: Some("read_file".into()),
+            args_digest: Some("sha256:00".into()),
+            args_redacted: Some(serde_json::json!({"path": "<string:5>"})),
+            decision: Some("deny".into()),
+            reason: "forbidden".into(),
+            message: "forbidden by policy `x`".into(),
+            policy_ids: vec!["x".into()],
+            errors: vec![],
+            policy_version: Some("sha256:ab".into()),
+            latency_us: Some(42),
+            outcome: "denied".into(),
+            instance: "test".into(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        for id in ["a", "b", "c"] {
+            store.append(&record(id)).unwrap();
+        }
+        let tail = store.tail(2).unwrap();
+        assert_eq!(
+            tail.iter()
+                .map(|r| r.decision_id.as_str())
+                .collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        let mut expected = record("c");
+        expected.seq = 3;
+        assert_eq!(tail[1], expected);
+        assert_eq!(store.since(1, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn reopening_keeps_records_and_does_not_remigrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        SqliteStore::open(&path)
+            .unwrap()
+            .append(&record("a"))
+            .unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.tail(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refuses_a_store_from_a_newer_warden() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        std::fs::write(
+            &path,
+            b"this is not sqlite, just text that is long enough....",
+        )
+        .unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            err.to_string().starts_with("cannot open the store"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_read_only_store_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.conn.execute_batch("PRAGMA query_only = ON;").unwrap();
+        assert!(matches!(
+            store.append(&record("a")),
+            Err(StoreError::Write(_))
+        ));
+    }
+}

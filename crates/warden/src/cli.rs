@@ -1,0 +1,125 @@
+//! Command-line arguments and the exit-code contract.
+//!
+//! Exit codes: 0 success, 1 error, 2 denied, 3 policy validation failed. A
+//! broken pipe on output exits 0.
+
+pub mod audit;
+pub mod policy;
+pub mod proxy;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Runtime authorization for AI workloads.
+///
+/// Warden sits between an AI agent's MCP client and the MCP servers it uses.
+/// Every tool call, resource read and prompt fetch is decided by Cedar
+/// policy, in context, and recorded in a decision log.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 error, 2 denied, 3 policy validation failed.\n\
+Logs go to stderr; set WARDEN_LOG (for example `debug`) to change how much."
+)]
+pub struct Cli {
+    /// Output format for reports.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human, env = "WARDEN_FORMAT")]
+    pub format: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How reports are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text for people.
+    Human,
+    /// JSON for machines (one object per line where there are several).
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Authorize an MCP server over stdio: put this in place of the server
+    /// command in your MCP client's configuration.
+    Proxy(proxy::ProxyArgs),
+    /// Work with policy sets.
+    Policy(policy::PolicyArgs),
+    /// Read the decision log.
+    Audit(audit::AuditArgs),
+}
+
+/// A failure of a command: its exit code, its cause chain and an optional
+/// hint.
+#[derive(Debug)]
+pub struct Failure {
+    error: anyhow::Error,
+    code: u8,
+    help: Option<String>,
+}
+
+impl Failure {
+    /// A general error (exit 1).
+    pub fn error(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            error: error.into(),
+            code: 1,
+            help: None,
+        }
+    }
+
+    /// Policies failed to validate (exit 3).
+    pub fn invalid(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            error: error.into(),
+            code: 3,
+            help: None,
+        }
+    }
+
+    /// Adds a hint printed on its own line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        if self.is_broken_pipe() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(self.code)
+        }
+    }
+
+    pub fn is_broken_pipe(&self) -> bool {
+        self.error.chain().any(|cause| {
+            cause
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        })
+    }
+
+    /// The error and its causes, outermost first, joined by colons.
+    pub fn chain(&self) -> String {
+        self.error
+            .chain()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+
+    pub fn help(&self) -> Option<&str> {
+        self.help.as_deref()
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::error(error)
+    }
+}
+
+pub type CliResult = Result<ExitCode, Failure>;

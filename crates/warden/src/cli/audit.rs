@@ -1,0 +1,103 @@
+//! `warden audit`: read the decision log.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use warden_store::{DecisionLog, DecisionRecord, RecordKind, SqliteStore};
+
+use crate::cli::{CliResult, Format};
+use crate::config;
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Show the newest decision records, oldest first.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+struct TailArgs {
+    /// The store (SQLite file). Defaults to the user's data directory.
+    #[arg(long, env = "WARDEN_STORE")]
+    store: Option<PathBuf>,
+    /// How many records to show.
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    lines: u32,
+    /// Keep printing new records as they are written.
+    #[arg(short, long)]
+    follow: bool,
+}
+
+pub fn run(args: AuditArgs, format: Format) -> CliResult {
+    match args.command {
+        AuditCommand::Tail(args) => tail(&args, format),
+    }
+}
+
+fn tail(args: &TailArgs, format: Format) -> CliResult {
+    let path = config::store_path(args.store.as_deref())?;
+    if !path.exists() {
+        return Err(anyhow::anyhow!("no decision log at `{}`", path.display()).into());
+    }
+    let store = SqliteStore::open(&path)?;
+    let records = store.tail(args.lines as usize)?;
+    let mut out = io::stdout().lock();
+    if format == Format::Human && records.is_empty() {
+        writeln!(out, "no decision records yet in `{}`", path.display())?;
+    }
+    let mut last = 0;
+    for record in &records {
+        print(&mut out, record, format)?;
+        last = record.seq;
+    }
+    out.flush()?;
+    while args.follow {
+        thread::sleep(Duration::from_millis(500));
+        for record in store
+            .since(last, 1000)
+            .context("cannot follow the decision log")?
+        {
+            print(&mut out, &record, format)?;
+            last = record.seq;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print(out: &mut impl Write, record: &DecisionRecord, format: Format) -> io::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string(record).unwrap_or_default()),
+        Format::Human => {
+            let verdict = match record.kind {
+                RecordKind::Decision => record.decision.clone().unwrap_or_default(),
+                RecordKind::Outcome => "outcome".to_owned(),
+            };
+            let target = match &record.tool {
+                Some(tool) => format!("{}/{}", record.server, tool),
+                None => record.server.clone(),
+            };
+            writeln!(
+                out,
+                "{}  {:<7}  {:<16}  {:<28}  {:<20}  {}  [{}]",
+                record.time,
+                verdict,
+                record.method,
+                target,
+                record.principal,
+                record.message,
+                record.decision_id
+            )
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The `warden` command: a thin layer of argument parsing and output over
+//! the policy, MCP and store crates.
+
+mod cli;
+mod config;
+mod policy_dir;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, Failure};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Proxy(args) => cli::proxy::run(args),
+        Command::Policy(args) => cli::policy::run(args, cli.format),
+        Command::Audit(args) => cli::audit::run(args, cli.format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => report(failure),
+    }
+}
+
+fn report(failure: Failure) -> ExitCode {
+    let code = failure.exit_code();
+    if !failure.is_broken_pipe() {
+        let mut stderr = io::stderr().lock();
+        let _ = writeln!(stderr, "warden: error: {}", failure.chain());
+        if let Some(help) = failure.help() {
+            let _ = writeln!(stderr, "  help: {help}");
+        }
+    }
+    code
+}
+
+/// Logs go to stderr only: over stdio, stdout carries the protocol.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warden=info,warden_mcp=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}

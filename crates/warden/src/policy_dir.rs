@@ -1,0 +1,138 @@
+//! Reading a policy directory into the sources the policy core loads.
+//!
+//! The policy crate does no I/O; this module is where files are read. A
+//! directory holds `*.cedar` files (in any subdirectory) and optionally an
+//! `entities.json` at its top.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use warden_policy::{LoadError, Policies, PolicySources, Problem, SourceFile};
+
+/// Largest policy or entities file read.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Deepest directory nesting walked.
+const MAX_DEPTH: usize = 16;
+
+/// Reads and validates the policy directory `dir`.
+pub fn load_dir(dir: &Path) -> Result<Policies, LoadError> {
+    let sources = read_dir(dir)?;
+    warden_policy::load(&sources)
+}
+
+/// Reads every source file of `dir`, reporting unreadable files as problems.
+pub fn read_dir(dir: &Path) -> Result<PolicySources, LoadError> {
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    if !dir.is_dir() {
+        return Err(single(
+            dir,
+            &format!("`{}` is not a directory", dir.display()),
+        ));
+    }
+    walk(dir, 0, &mut files, &mut problems);
+    files.sort();
+
+    let mut sources = PolicySources::default();
+    for path in files {
+        let name = relative(dir, &path);
+        match read(&path) {
+            Ok(text) => sources.policies.push(SourceFile { name, text }),
+            Err(message) => problems.push(problem(name, message)),
+        }
+    }
+    let entities = dir.join("entities.json");
+    if entities.exists() {
+        match read(&entities) {
+            Ok(text) => {
+                sources.entities = Some(SourceFile {
+                    name: "entities.json".to_owned(),
+                    text,
+                })
+            }
+            Err(message) => problems.push(problem("entities.json".to_owned(), message)),
+        }
+    }
+    if sources.policies.is_empty() && problems.is_empty() {
+        return Err(single(
+            dir,
+            &format!(
+                "no `.cedar` files in `{}`: with no policy every request is denied",
+                dir.display()
+            ),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(LoadError { problems });
+    }
+    Ok(sources)
+}
+
+fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+    if depth > MAX_DEPTH {
+        problems.push(problem(
+            dir.display().to_string(),
+            "directory nesting is too deep".to_owned(),
+        ));
+        return;
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(problem(
+                dir.display().to_string(),
+                format!("cannot read directory: {e}"),
+            ));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, depth + 1, files, problems);
+        } else if path.extension().is_some_and(|e| e == "cedar") {
+            files.push(path);
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    let size = fs::metadata(path)
+        .map_err(|e| format!("cannot read file: {e}"))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is larger than {} MiB",
+            MAX_FILE_BYTES / 1024 / 1024
+        ));
+    }
+    let bytes = fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_owned())
+}
+
+fn relative(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn problem(file: String, message: String) -> Problem {
+    Problem {
+        file,
+        line: 1,
+        column: 1,
+        message,
+        help: None,
+    }
+}
+
+fn single(dir: &Path, message: &str) -> LoadError {
+    LoadError {
+        problems: vec![problem(dir.display().to_string(), message.to_owned())],
+    }
+}
