@@ -41,26 +41,22 @@ fn example_names() -> Result<Vec<String>, Box<dyn Error>> {
     Ok(names)
 }
 
-/// Reads a policy directory as the proxy does: every `*.cedar` file at its
-/// top level in name order, and `entities.json` when present, each named
-/// relative to the directory.
+/// Reads a policy directory as the proxy does: every `*.cedar` file, in
+/// subdirectories too and skipping names that start with `.`, in path order,
+/// and `entities.json` at the top when present; each named relative to the
+/// directory.
 fn read_sources(dir: &Path) -> Result<PolicySources, Box<dyn Error>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_file() && name.ends_with(".cedar") {
-            names.push(name);
-        }
-    }
-    names.sort();
+    let mut paths = Vec::new();
+    find_cedar_files(dir, &mut paths)?;
+    paths.sort();
     let mut policies = Vec::new();
-    for name in names {
-        let text = fs::read_to_string(dir.join(&name))?;
+    for path in paths {
+        let name = path.strip_prefix(dir)?.to_string_lossy().into_owned();
+        let text = fs::read_to_string(&path)?;
         policies.push(SourceFile { name, text });
     }
     let entities_path = dir.join("entities.json");
-    let entities = if entities_path.is_file() {
+    let entities = if entities_path.exists() {
         Some(SourceFile {
             name: "entities.json".to_owned(),
             text: fs::read_to_string(entities_path)?,
@@ -69,6 +65,24 @@ fn read_sources(dir: &Path) -> Result<PolicySources, Box<dyn Error>> {
         None
     };
     Ok(PolicySources { policies, entities })
+}
+
+fn find_cedar_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Box<dyn Error>> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            find_cedar_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "cedar") {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 fn example(name: &str) -> Result<Pdp, Box<dyn Error>> {
