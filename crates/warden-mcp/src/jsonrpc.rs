@@ -45,11 +45,10 @@ impl Id {
         &self.raw
     }
 
-    /// An id Warden mints for its own requests to an upstream.
+    /// An id Warden mints for a request it sends upstream: a small
+    /// integer, which every JSON parser reads exactly.
     pub fn own(n: u64) -> Id {
-        Id {
-            raw: format!("\"warden-{n}\""),
-        }
+        Id { raw: n.to_string() }
     }
 
     fn classify(raw: &RawValue) -> IdToken {
@@ -565,7 +564,7 @@ mod tests {
             .unwrap();
         let id = Id::own(3);
         let out: Value = serde_json::from_str(&p.rewrite(Some(&id), None)).unwrap();
-        assert_eq!(out["id"], "warden-3");
+        assert_eq!(out["id"], 3);
         assert_eq!(out["x-extra"]["k"][1], 2);
     }
 }

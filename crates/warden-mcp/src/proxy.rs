@@ -22,7 +22,7 @@ use crate::relay::{Out, Relay, RelayConfig, RelayStats};
 /// How often the clock ticks (call timeouts are checked on ticks).
 const TICK: Duration = Duration::from_millis(200);
 /// How long the upstream may take to exit once the client has gone.
-const EXIT_GRACE: Duration = Duration::from_secs(3);
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// What the proxy runs and how.
 #[derive(Debug, Clone)]
@@ -42,6 +42,9 @@ pub struct ProxyOptions {
 pub enum ProxyExit {
     /// The client closed its side; the upstream was stopped.
     ClientClosed(RelayStats),
+    /// A termination signal arrived (clients stop stdio servers with
+    /// SIGTERM); the upstream was stopped too, so it never outlives us.
+    Signalled(RelayStats, i32),
     /// The upstream exited (with this status, when known) while the client
     /// was still connected.
     UpstreamExited(RelayStats, Option<ExitStatus>),
@@ -76,6 +79,7 @@ enum Line {
 enum Event {
     Client(Line),
     ClientEof,
+    Signal(i32),
     Server(Line),
     ServerEof,
     Tick,
@@ -115,6 +119,7 @@ pub fn run_stdio_proxy(
         Some(stdin) => Some(start_writer(stdin)?),
         None => None,
     };
+    start_signals(events.clone())?;
     start_clock(events)?;
 
     let mut relay = Relay::new(options.relay.clone(), pdp);
@@ -126,6 +131,10 @@ pub fn run_stdio_proxy(
             stop_child(&mut child);
             Ok(ProxyExit::ClientClosed(relay.stats()))
         }
+        LoopEnd::Signalled(signal) => {
+            stop_child(&mut child);
+            Ok(ProxyExit::Signalled(relay.stats(), signal))
+        }
         LoopEnd::UpstreamExited => {
             let status = wait_briefly(&mut child);
             Ok(ProxyExit::UpstreamExited(relay.stats(), status))
@@ -135,6 +144,7 @@ pub fn run_stdio_proxy(
 
 enum LoopEnd {
     ClientClosed,
+    Signalled(i32),
     UpstreamExited,
 }
 
@@ -163,6 +173,10 @@ fn event_loop(
             Event::ClientEof => {
                 relay.abandon_all(log);
                 return LoopEnd::ClientClosed;
+            }
+            Event::Signal(signal) => {
+                relay.abandon_all(log);
+                return LoopEnd::Signalled(signal);
             }
             Event::Server(Line::Text(text)) => relay.on_server(&text, log),
             Event::Server(Line::NotUtf8 | Line::TooLong) => {
@@ -290,6 +304,21 @@ fn start_writer(mut stdin: ChildStdin) -> Result<Sender<String>, ProxyError> {
         })
         .map_err(ProxyError::Thread)?;
     Ok(sender)
+}
+
+fn start_signals(events: Sender<Event>) -> Result<(), ProxyError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(ProxyError::Thread)?;
+    thread::Builder::new()
+        .name("warden-signals".to_owned())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let _ = events.send(Event::Signal(signal));
+            }
+        })
+        .map(|_| ())
+        .map_err(ProxyError::Thread)
 }
 
 fn start_clock(events: Sender<Event>) -> Result<(), ProxyError> {

@@ -93,6 +93,8 @@ enum PendingKind {
 
 #[derive(Debug)]
 struct Pending {
+    /// The id token the client used; the upstream saw Warden's own id.
+    client_id: Id,
     kind: PendingKind,
     subject: Subject,
     decision_id: Option<String>,
@@ -226,7 +228,7 @@ impl Relay {
             }
             Message::Response { id, outcome } => {
                 let (id, outcome) = (id.clone(), outcome.clone());
-                self.server_response(&parsed, line, &id, &outcome, log)
+                self.server_response(&parsed, &id, &outcome, log)
             }
         }
     }
@@ -359,17 +361,7 @@ impl Relay {
                 log,
             );
         }
-        if id.raw().starts_with("\"warden-") {
-            return self.reject(
-                id,
-                jsonrpc::INVALID_REQUEST,
-                "reserved_id",
-                "request ids starting with `warden-` are reserved for warden",
-                subject,
-                log,
-            );
-        }
-        if self.pending.contains_key(id)
+        if self.pending.values().any(|p| &p.client_id == id)
             || self.queued.iter().any(|(p, _)| request_id(p) == Some(id))
         {
             return self.reject(
@@ -382,8 +374,8 @@ impl Relay {
             );
         }
         if PLUMBING_REQUESTS.contains(&method) {
-            self.track(id, PendingKind::Plumbing, subject, None);
-            return vec![Out::Server(line.to_owned())];
+            let upstream = self.track(id, PendingKind::Plumbing, subject, None);
+            return vec![Out::Server(parsed.rewrite(Some(&upstream), None))];
         }
         let action = Action::for_method(method);
         let target = match self.target_of(action, params) {
@@ -416,7 +408,7 @@ impl Relay {
             },
             None => PendingKind::Call,
         };
-        self.decide_and_forward(line, id, method, action, target, params, kind, log)
+        self.decide_and_forward(&parsed, id, method, action, target, params, kind, log)
     }
 
     fn tool_call(
@@ -478,7 +470,7 @@ impl Relay {
         }
         let kind = PendingKind::Call;
         self.decide_and_forward(
-            line,
+            &parsed,
             id,
             "tools/call",
             Action::ToolsCall,
@@ -492,7 +484,7 @@ impl Relay {
     #[allow(clippy::too_many_arguments)]
     fn decide_and_forward(
         &mut self,
-        line: &str,
+        parsed: &Parsed,
         id: &Id,
         method: &str,
         action: Action,
@@ -566,8 +558,8 @@ impl Relay {
         }
         self.stats.forwarded += 1;
         tracing::debug!(decision.id = %decision_id, mcp.method.name = %method, "request allowed");
-        self.track(id, kind, subject, Some(decision_id));
-        vec![Out::Server(line.to_owned())]
+        let upstream = self.track(id, kind, subject, Some(decision_id));
+        vec![Out::Server(parsed.rewrite(Some(&upstream), None))]
     }
 
     fn client_notification(
@@ -578,10 +570,22 @@ impl Relay {
         log: &mut dyn DecisionLog,
     ) -> Vec<Out> {
         if method == "notifications/cancelled" {
+            // The upstream knows the request by Warden's id, and one client
+            // can only cancel its own requests.
             let target = params.get("requestId").map(|v| v.to_string());
-            let known = target.is_some_and(|raw| self.pending.keys().any(|id| id.raw() == raw));
-            return if known {
-                vec![Out::Server(line.to_owned())]
+            let upstream = target.and_then(|raw| {
+                self.pending
+                    .iter()
+                    .find(|(_, p)| p.client_id.raw() == raw)
+                    .map(|(upstream, _)| upstream.clone())
+            });
+            return if let Some(upstream) = upstream {
+                let mut params = params.clone();
+                if let Some(object) = params.as_object_mut() {
+                    let value = serde_json::from_str(upstream.raw()).unwrap_or(Value::Null);
+                    object.insert("requestId".into(), value);
+                }
+                vec![Out::Server(notification(method, &params))]
             } else {
                 tracing::debug!("dropped a cancellation of no request in flight");
                 Vec::new()
@@ -647,7 +651,6 @@ impl Relay {
     fn server_response(
         &mut self,
         parsed: &Parsed,
-        line: &str,
         id: &Id,
         outcome: &Result<Value, Value>,
         log: &mut dyn DecisionLog,
@@ -661,13 +664,13 @@ impl Relay {
             return Vec::new();
         };
         let latency = micros(pending.started.elapsed());
-        let line = match (&pending.kind, outcome) {
+        let filtered = match (&pending.kind, outcome) {
             (PendingKind::List { kind, cursor }, Ok(result)) => {
-                let filtered = self.filter_list(*kind, *cursor, result);
-                parsed.rewrite(None, Some(&filtered))
+                Some(self.filter_list(*kind, *cursor, result))
             }
-            _ => line.to_owned(),
+            _ => None,
         };
+        let line = parsed.rewrite(Some(&pending.client_id), filtered.as_ref());
         if let Some(decision_id) = &pending.decision_id {
             let (label, message) = match outcome {
                 Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => {
@@ -934,7 +937,7 @@ impl Relay {
             let _ = self.write(log, &entry);
         }
         vec![Out::Client(jsonrpc::error_response(
-            Some(id),
+            Some(&pending.client_id),
             code,
             message,
             None,
@@ -988,16 +991,30 @@ impl Relay {
         })
     }
 
-    fn track(&mut self, id: &Id, kind: PendingKind, subject: Subject, decision_id: Option<String>) {
+    /// Remembers a request forwarded upstream under a fresh id of Warden's
+    /// own, which the returned id is. Upstream ids never repeat, so an
+    /// upstream that mangles ids (a JavaScript server rounding a large
+    /// integer) cannot misroute an answer, and the client always gets its
+    /// own id token back.
+    fn track(
+        &mut self,
+        client_id: &Id,
+        kind: PendingKind,
+        subject: Subject,
+        decision_id: Option<String>,
+    ) -> Id {
+        let upstream = self.own_id();
         self.pending.insert(
-            id.clone(),
+            upstream.clone(),
             Pending {
+                client_id: client_id.clone(),
                 kind,
                 subject,
                 decision_id,
                 started: Instant::now(),
             },
         );
+        upstream
     }
 
     fn environment(&self) -> Environment {

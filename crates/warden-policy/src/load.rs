@@ -145,10 +145,13 @@ pub fn load(sources: &PolicySources) -> Result<Policies, LoadError> {
 
     let entities = match &sources.entities {
         Some(file) => parse_entities(file, &schema, &mut problems),
-        None => Entities::empty(),
+        // Parsing with the schema adds the action entities, so that
+        // `action in [...]` can be decided even by partial evaluation.
+        None => Entities::from_json_str("[]", Some(&schema)).unwrap_or_else(|_| Entities::empty()),
     };
 
     if !problems.is_empty() {
+        dedupe(&mut problems);
         problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         return Err(LoadError { problems });
     }
@@ -292,6 +295,33 @@ fn locate(file: Option<&SourceFile>, diagnostic: &dyn Diagnostic) -> Problem {
     };
     problem.help = diagnostic.help().map(|h| one_line(&h.to_string()));
     problem
+}
+
+/// The validator reports one error per action a policy may apply to; at one
+/// place, one message that names no particular action is enough.
+fn dedupe(problems: &mut Vec<Problem>) {
+    for problem in problems.iter_mut() {
+        problem.message = without_action_mention(&problem.message);
+    }
+    let mut seen = HashSet::new();
+    problems.retain(|p| seen.insert((p.file.clone(), p.line, p.column, p.message.clone())));
+}
+
+/// Removes ` for Action::"…"` from a validator message.
+fn without_action_mention(message: &str) -> String {
+    const MARK: &str = " for Action::\"";
+    let Some(start) = message.find(MARK) else {
+        return message.to_owned();
+    };
+    let after = message.get(start + MARK.len()..).unwrap_or_default();
+    match after.find('"') {
+        Some(end) => format!(
+            "{}{}",
+            message.get(..start).unwrap_or_default(),
+            after.get(end + 1..).unwrap_or_default()
+        ),
+        None => message.to_owned(),
+    }
 }
 
 fn locate_offset(file: &SourceFile, offset: usize, message: &str) -> Problem {

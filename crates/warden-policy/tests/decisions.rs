@@ -266,3 +266,35 @@ fn the_schema_parses_and_every_action_is_declared() {
         assert!(decision.is_allowed(), "{method}: {}", decision.explain());
     }
 }
+
+#[test]
+fn list_filtering_understands_action_sets() {
+    // `action in [...]` needs the action entities, also when evaluating
+    // partially.
+    let pdp = pdp(r#"
+        permit(principal, action in [Action::"tools/list", Action::"prompts/list"], resource);
+        permit(principal, action == Action::"tools/call", resource is Tool)
+        when { resource.name == "read_file" };
+    "#);
+    assert!(visible(&pdp, "read_file"));
+    assert!(!visible(&pdp, "delete_file"));
+}
+
+#[test]
+fn one_problem_per_place_even_when_a_policy_applies_to_many_actions() {
+    let sources = PolicySources {
+        policies: vec![SourceFile {
+            name: "p.cedar".into(),
+            text: "permit(principal, action, resource) when { context.nope };".into(),
+        }],
+        entities: None,
+    };
+    let err = load(&sources).err().expect("invalid");
+    assert_eq!(err.problems.len(), 1, "{:#?}", err.problems);
+    assert!(
+        !err.problems[0].message.contains("Action::"),
+        "{}",
+        err.problems[0]
+    );
+    assert_eq!(err.problems[0].help.as_deref(), Some("did you mean `now`?"));
+}

@@ -45,6 +45,12 @@ pub enum Format {
 pub enum Command {
     /// Authorize an MCP server over stdio: put this in place of the server
     /// command in your MCP client's configuration.
+    #[command(after_help = "Examples:\n  \
+    warden proxy --policies examples/read-only-fs --agent claude --server-name fs -- \\\n    \
+    npx -y @modelcontextprotocol/server-filesystem /srv/data\n  \
+    warden proxy --config warden.toml --server fs\n\n\
+    Every decision is written to the decision log; read it with `warden audit tail`.\n\
+    Denied calls get JSON-RPC error -32010 naming the decision id and the reason.")]
     Proxy(proxy::ProxyArgs),
     /// Work with policy sets.
     Policy(policy::PolicyArgs),

@@ -17,13 +17,7 @@ use crate::cli::{CliResult, Failure};
 use crate::config::{self, Config};
 use crate::policy_dir;
 
-/// Examples:
-///
-///   warden proxy --policies ./policies --agent claude -- npx -y @modelcontextprotocol/server-filesystem /srv/data
-///
-///   warden proxy --config warden.toml --server fs
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct ProxyArgs {
     /// The policy directory (`*.cedar` files and an optional `entities.json`).
     #[arg(long, env = "WARDEN_POLICIES")]
@@ -68,8 +62,13 @@ pub struct ProxyArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
     max_message_bytes: Option<u64>,
 
-    /// The upstream MCP server command and its arguments, after `--`.
-    #[arg(last = true, value_name = "COMMAND")]
+    /// The upstream MCP server command and its arguments (after `--`, or
+    /// after the last option).
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     command: Vec<OsString>,
 }
 
@@ -136,6 +135,11 @@ pub fn run(args: ProxyArgs) -> CliResult {
     match exit {
         ProxyExit::ClientClosed(stats) => {
             summary(&settings.server, &stats);
+            Ok(ExitCode::SUCCESS)
+        }
+        ProxyExit::Signalled(stats, signal) => {
+            summary(&settings.server, &stats);
+            tracing::info!(signal, "stopped by a signal");
             Ok(ExitCode::SUCCESS)
         }
         ProxyExit::UpstreamExited(stats, status) => {

@@ -1,0 +1,309 @@
+//! The command line: exit codes, messages and hostile arguments.
+
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+fn warden(args: &[&str]) -> Output {
+    Command::new(WARDEN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn policy_validate_accepts_a_valid_directory_with_exit_0() {
+    let ws = Workspace::new("@id(\"x\") permit(principal, action, resource);");
+    let out = warden(&["policy", "validate", &ws.policies()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("valid: 1 policies"), "{}", text(&out));
+}
+
+#[test]
+fn policy_validate_reports_every_problem_with_file_line_column_and_exit_3() {
+    let ws = Workspace::new("permit(principal, action, resource);\n\nforbid(principal, action == Action::\"tools/cal\", resource);\n");
+    std::fs::write(
+        ws.path("policies/second.cedar"),
+        "permit(principal, action, resource) when { context.nope };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path("policies/broken.cedar"),
+        "permit(principal, action resource);\n",
+    )
+    .unwrap();
+    let out = warden(&["policy", "validate", &ws.policies()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("test.cedar:3:"), "{stdout}");
+    assert!(stdout.contains("second.cedar:1:"), "{stdout}");
+    assert!(stdout.contains("broken.cedar:1:"), "{stdout}");
+    let json = warden(&["policy", "validate", "--format", "json", &ws.policies()]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 3, "{doc}");
+}
+
+#[test]
+fn policy_validate_refuses_missing_empty_and_binary_inputs_with_exit_3() {
+    let ws = Workspace::new("permit(principal, action, resource);");
+    let missing = warden(&["policy", "validate", &ws.path("nope").display().to_string()]);
+    assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
+    let empty = ws.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = warden(&["policy", "validate", &empty.display().to_string()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains("no `.cedar` files"), "{}", text(&out));
+    std::fs::write(ws.path("policies/bin.cedar"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    let out = warden(&["policy", "validate", &ws.policies()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).contains("bin.cedar:1:1: file is not valid UTF-8"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(
+        ws.path("policies/bin.cedar"),
+        "permit(principal, action, resource);",
+    )
+    .unwrap();
+    std::fs::write(ws.path("policies/entities.json"), "{not json").unwrap();
+    let out = warden(&["policy", "validate", &ws.policies()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).contains("entities.json:1:2: invalid JSON"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn proxy_with_invalid_policies_exits_3_before_starting_the_server() {
+    let ws = Workspace::new("permit(principal, action, resource) when { context.nope };");
+    let marker = ws.path("started");
+    let out = warden(&[
+        "proxy",
+        "--policies",
+        &ws.policies(),
+        "--agent",
+        "a",
+        "--store",
+        &ws.store(),
+        "--",
+        "touch",
+        &marker.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("test.cedar:1:"), "{}", text(&out));
+    assert!(!marker.exists(), "the upstream must not start");
+}
+
+#[test]
+fn proxy_explains_missing_arguments_with_exit_1() {
+    let ws = Workspace::new("permit(principal, action, resource);");
+    let no_command = warden(&["proxy", "--policies", &ws.policies(), "--agent", "a"]);
+    assert_eq!(no_command.status.code(), Some(1));
+    assert!(
+        text(&no_command).contains("no upstream server to run"),
+        "{}",
+        text(&no_command)
+    );
+    assert!(text(&no_command).contains("help:"), "{}", text(&no_command));
+    let no_agent = warden(&["proxy", "--policies", &ws.policies(), "--", "true"]);
+    assert_eq!(no_agent.status.code(), Some(1));
+    assert!(
+        text(&no_agent).contains("no agent id"),
+        "{}",
+        text(&no_agent)
+    );
+    let bad_server = warden(&[
+        "proxy",
+        "--policies",
+        &ws.policies(),
+        "--agent",
+        "a",
+        "--server-name",
+        "a/b",
+        "--",
+        "true",
+    ]);
+    assert_eq!(bad_server.status.code(), Some(1));
+    let missing = warden(&[
+        "proxy",
+        "--policies",
+        &ws.policies(),
+        "--agent",
+        "a",
+        "--store",
+        &ws.store(),
+        "--",
+        "/nonexistent/mcp-server",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("cannot start the upstream server"),
+        "{}",
+        text(&missing)
+    );
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let bad = warden(&["proxy", "--call-timeout", "0"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    let unknown = warden(&["frobnicate"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let help = warden(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help).contains("proxy"));
+    let proxy_help = warden(&["proxy", "--help"]);
+    assert!(
+        text(&proxy_help).contains("warden proxy --policies"),
+        "{}",
+        text(&proxy_help)
+    );
+}
+
+#[test]
+fn config_file_form_runs_the_named_server_and_rejects_unknown_keys() {
+    let ws = Workspace::new("@id(\"all\") permit(principal, action, resource);");
+    let config = ws.path("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "policies = \"policies\"\nstore = \"decisions.db\"\n[identity]\nagent = \"cfg-agent\"\n\
+             [servers.fake]\ncommand = \"{}\"\nargs = [\"{}\"]\nenv = {{ FAKE_TOKEN = \"${{WARDEN_TEST_TOKEN}}\" }}\n",
+            python(),
+            peer_script("fake_upstream.py")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(WARDEN)
+        .args([
+            "proxy",
+            "--config",
+            &config.display().to_string(),
+            "--server",
+            "fake",
+        ])
+        .env("WARDEN_TEST_TOKEN", "obviously-fake-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"0"}}}}}}"#).unwrap();
+        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"cfg"}}}}}}"#).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Echo: cfg"), "{stdout}");
+    let records = ws.records();
+    assert!(records
+        .iter()
+        .any(|r| r["principal"] == "Agent::\"cfg-agent\"" && r["server"] == "fake"));
+
+    std::fs::write(&config, "policies = \"policies\"\npolcies = 1\n").unwrap();
+    let out = warden(&[
+        "proxy",
+        "--config",
+        &config.display().to_string(),
+        "--server",
+        "fake",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("warden.toml:2:1"), "{}", text(&out));
+
+    std::fs::write(
+        &config,
+        "[servers.fake]\ncommand = \"true\"\nenv = { T = \"${WARDEN_TEST_UNSET_VAR_X}\" }\n",
+    )
+    .unwrap();
+    let out = warden(&[
+        "proxy",
+        "--config",
+        &config.display().to_string(),
+        "--server",
+        "fake",
+        "--policies",
+        &ws.policies(),
+        "--agent",
+        "a",
+        "--store",
+        &ws.store(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("`WARDEN_TEST_UNSET_VAR_X` it refers to is not set"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn audit_tail_shows_both_decisions_and_refuses_a_missing_store() {
+    let ws = Workspace::new(
+        "@id(\"all\") permit(principal, action, resource);\n\
+         @id(\"no-env\") forbid(principal, action, resource is Tool) when { resource.name == \"get-env\" };",
+    );
+    let mut proxy = Proxy::start(
+        &ws,
+        "a",
+        &[npm_bin("mcp-server-everything"), "stdio".into()],
+    );
+    proxy.handshake("2025-06-18");
+    proxy.request(
+        serde_json::json!(1),
+        "tools/call",
+        serde_json::json!({"name": "echo", "arguments": {"message": "x"}}),
+    );
+    proxy.request(
+        serde_json::json!(2),
+        "tools/call",
+        serde_json::json!({"name": "get-env", "arguments": {}}),
+    );
+    proxy.finish();
+    let out = warden(&["audit", "tail", "--store", &ws.store()]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("allow") && l.contains("srv/echo")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("deny") && l.contains("srv/get-env") && l.contains("no-env")),
+        "{stdout}"
+    );
+
+    let missing = warden(&[
+        "audit",
+        "tail",
+        "--store",
+        &ws.path("none.db").display().to_string(),
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("no decision log"),
+        "{}",
+        text(&missing)
+    );
+    let zero = warden(&["audit", "tail", "-n", "0", "--store", &ws.store()]);
+    assert_eq!(zero.status.code(), Some(1));
+}
