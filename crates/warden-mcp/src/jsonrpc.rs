@@ -208,10 +208,7 @@ pub fn parse(text: &str) -> Result<Parsed, Invalid> {
 
 fn classify(members: Vec<(String, Box<RawValue>)>) -> Result<Parsed, Invalid> {
     let get = |key: &str| members.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-    let id = match get("id") {
-        None => None,
-        Some(raw) => Some(Id::classify(raw)),
-    };
+    let id = get("id").map(|raw| Id::classify(raw));
     let method = match get("method").map(|raw| serde_json::from_str::<String>(raw.get())) {
         None => None,
         Some(Ok(method)) => Some(method),

@@ -239,6 +239,8 @@ fn deliver(
     true
 }
 
+// LIMITATION: a SIGKILLed warden leaves its child running until the child
+// notices end of input on its stdin.
 fn spawn(options: &ProxyOptions) -> Result<Child, ProxyError> {
     let Some((program, args)) = options.command.split_first() else {
         return Err(ProxyError::NoCommand);

@@ -228,6 +228,8 @@ impl Arguments {
 
 /// Renders a non-integral JSON number as a Cedar decimal literal when it has
 /// at most four decimal places and fits Cedar's range; `None` otherwise.
+// LIMITATION: numbers with more than four decimal places, or integers beyond
+// 64 bits, are refused rather than rounded, so tools taking them are denied.
 fn to_decimal(n: &serde_json::Number) -> Option<String> {
     let text = n.to_string();
     if text.contains(['e', 'E']) {

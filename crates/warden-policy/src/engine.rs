@@ -204,6 +204,8 @@ impl Pdp {
         let (resource, mut target_entities) = target_entities(&request.target)?;
         extra.append(&mut target_entities);
 
+        // LIMITATION: each decision copies the entities of `entities.json`, and
+        // Cedar evaluates every policy; cost grows with both (no indexing yet).
         let entities = base
             .clone()
             .add_entities(extra, Some(&self.policies.schema))

@@ -183,6 +183,7 @@ fn parse_file<'a>(
     };
     let offsets = policy_offsets(&file.text);
     let offset_of = |id: &PolicyId| offsets.get(id.to_string().as_str()).copied().unwrap_or(0);
+    // LIMITATION: policy templates are refused at load; write concrete policies.
     if let Some(template) = parsed.templates().next() {
         let mut problem = locate_offset(file, offset_of(template.id()), "");
         problem.message = "policy templates are not supported yet".to_owned();

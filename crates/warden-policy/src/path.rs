@@ -40,6 +40,8 @@ impl fmt::Display for PathError {
 /// A plain path is taken literally: `%2e%2e` is a file name, not `..`. A
 /// `file://` URL is percent-decoded first, because that is what a server does
 /// with a URL.
+// LIMITATION: lexical only; a symbolic link inside an allowed directory that
+// points outside it is not seen (the upstream must resolve links itself).
 pub fn normalize(raw: &str) -> Result<String, PathError> {
     let decoded;
     let path = match raw.strip_prefix("file://") {

@@ -24,7 +24,7 @@ fn pdp_with_entities(policies: &str, entities: Option<&str>) -> Pdp {
     };
     match load(&sources) {
         Ok(policies) => Pdp::new(policies, Limits::default()),
-        Err(e) => panic!("policies should load: {:#?}", e.problems),
+        Err(e) => unreachable!("policies should load: {:#?}", e.problems),
     }
 }
 
@@ -141,7 +141,7 @@ fn c26_erroring_forbid_is_rejected_at_load() {
         }],
         entities: None,
     };
-    let err = load(&sources).err().expect("an invalid set must not load");
+    let err = load(&sources).expect_err("an invalid set must not load");
     let problem = &err.problems[0];
     assert_eq!(problem.file, "bad.cedar");
     assert_eq!(problem.line, 3, "{problem}");
@@ -289,7 +289,7 @@ fn one_problem_per_place_even_when_a_policy_applies_to_many_actions() {
         }],
         entities: None,
     };
-    let err = load(&sources).err().expect("invalid");
+    let err = load(&sources).expect_err("invalid");
     assert_eq!(err.problems.len(), 1, "{:#?}", err.problems);
     assert!(
         !err.problems[0].message.contains("Action::"),

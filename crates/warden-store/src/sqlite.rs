@@ -105,6 +105,8 @@ const COLUMNS: &str = "seq, decision_id, kind, time, principal, acting_for, meth
     tool, args_digest, args_redacted, decision, reason, message, policy_ids, errors, \
     policy_version, latency_us, outcome, instance";
 
+// LIMITATION: one fully synced write per record (no group commit), and no
+// hash chain or signatures yet.
 impl DecisionLog for SqliteStore {
     fn append(&mut self, r: &DecisionRecord) -> Result<(), StoreError> {
         let json = |v: &dyn erased::Json| v.to_json();

@@ -61,7 +61,10 @@ fn tail(args: &TailArgs, format: Format) -> CliResult {
         last = record.seq;
     }
     out.flush()?;
-    while args.follow {
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
         thread::sleep(Duration::from_millis(500));
         for record in store
             .since(last, 1000)
@@ -72,7 +75,6 @@ fn tail(args: &TailArgs, format: Format) -> CliResult {
         }
         out.flush()?;
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print(out: &mut impl Write, record: &DecisionRecord, format: Format) -> io::Result<()> {
@@ -81,7 +83,7 @@ fn print(out: &mut impl Write, record: &DecisionRecord, format: Format) -> io::R
         Format::Human => {
             let verdict = match record.kind {
                 RecordKind::Decision => record.decision.clone().unwrap_or_default(),
-                RecordKind::Outcome => "outcome".to_owned(),
+                RecordKind::Outcome => format!("→ {}", record.outcome),
             };
             let target = match &record.tool {
                 Some(tool) => format!("{}/{}", record.server, tool),
@@ -89,8 +91,8 @@ fn print(out: &mut impl Write, record: &DecisionRecord, format: Format) -> io::R
             };
             writeln!(
                 out,
-                "{}  {:<7}  {:<16}  {:<28}  {:<20}  {}  [{}]",
-                record.time,
+                "{}  {:<16}  {:<12}  {:<26}  {:<18}  {}  [{}]",
+                short_time(&record.time),
                 verdict,
                 record.method,
                 target,
@@ -100,4 +102,12 @@ fn print(out: &mut impl Write, record: &DecisionRecord, format: Format) -> io::R
             )
         }
     }
+}
+
+/// `2026-12-03T19:28:41.725727488Z` as `2026-12-03 19:28:41.725`.
+fn short_time(time: &str) -> String {
+    let trimmed = time.trim_end_matches('Z');
+    let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
+    let millis: String = fraction.chars().chain("000".chars()).take(3).collect();
+    format!("{}.{millis}", whole.replacen('T', " ", 1))
 }

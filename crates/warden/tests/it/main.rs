@@ -5,6 +5,14 @@
 //! The peers are installed by `scripts/install-peers` (which `scripts/test`
 //! runs) into `.peers/` or `$WARDEN_PEERS`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test support: a failed step should fail the test loudly"
+)]
+
 mod cli;
 mod failure_cases;
 mod real_peers;

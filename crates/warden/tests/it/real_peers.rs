@@ -16,7 +16,7 @@ permit(principal == Agent::"reader", action == Action::"tools/call", resource is
 when { ["read_text_file", "list_directory", "list_allowed_directories"].contains(resource.name) };
 "#;
 
-fn op<'a>(doc: &'a Value, index: usize) -> &'a Value {
+fn op(doc: &Value, index: usize) -> &Value {
     &doc["ops"][index]
 }
 
