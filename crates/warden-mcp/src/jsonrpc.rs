@@ -51,6 +51,14 @@ impl Id {
         Id { raw: n.to_string() }
     }
 
+    /// The id a raw JSON token names, if it is a valid request id.
+    pub fn from_raw(raw: &RawValue) -> Option<Id> {
+        match Id::classify(raw) {
+            IdToken::Valid(id) => Some(id),
+            IdToken::Null | IdToken::Invalid => None,
+        }
+    }
+
     fn classify(raw: &RawValue) -> IdToken {
         let text = raw.get().trim();
         if text == "null" {
@@ -144,6 +152,18 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// The raw token of `params.<key>`, for ids carried in params (a
+    /// cancellation's `requestId`), read without a lossy round trip through
+    /// numbers.
+    pub fn params_member(&self, key: &str) -> Option<Box<RawValue>> {
+        let params = self.members.iter().find(|(k, _)| k == "params")?;
+        members(params.1.get())
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
     /// Re-serialises the message with `id` in place of its id and, when
     /// given, `result` in place of its result; every other member is kept
     /// as received.
@@ -253,16 +273,19 @@ fn classify(members: Vec<(String, Box<RawValue>)>) -> Result<Parsed, Invalid> {
         Some(IdToken::Valid(id)) => Some(id),
         _ => None,
     };
+    // The id and method were readable, so a refusal of the body answers
+    // under them: the client is not left waiting.
+    let (known_id, known_method) = (id.clone(), method.clone());
     let value = |key: &str| -> Result<Option<Value>, Invalid> {
         get(key)
             .map(|raw| strict_value(raw.get()))
             .transpose()
             .map_err(|e| Invalid {
-                code: PARSE_ERROR,
-                message: format!("invalid JSON in `{key}`: {e}"),
-                id: None,
-                method: None,
-                label: "parse_error",
+                code: INVALID_REQUEST,
+                message: format!("`{key}` is ambiguous: {e}"),
+                id: known_id.clone(),
+                method: known_method.clone(),
+                label: "duplicate_key",
             })
     };
     let message = match (method, id) {
@@ -489,7 +512,7 @@ mod tests {
 
     #[test]
     fn refuses_null_fractional_boolean_and_object_ids() {
-        for id in ["null", "1.5", "true", "{}", "[]", "1e3", "01"] {
+        for id in ["null", "1.5", "true", "{}", "[]", "1e3"] {
             let text = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#);
             let err = parse(&text).unwrap_err();
             assert_eq!(err.code, INVALID_REQUEST, "id {id}");
@@ -515,7 +538,9 @@ mod tests {
         let dup = r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#;
         assert_eq!(parse(dup).unwrap_err().label, "duplicate_key");
         let nested = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"path":"/ok","path":"/etc"}}}"#;
-        assert_eq!(parse(nested).unwrap_err().code, PARSE_ERROR);
+        let err = parse(nested).unwrap_err();
+        assert_eq!((err.code, err.label), (INVALID_REQUEST, "duplicate_key"));
+        assert_eq!(err.id.map(|i| i.raw().to_owned()).as_deref(), Some("1"));
     }
 
     #[test]
@@ -527,6 +552,7 @@ mod tests {
             "{\"jsonrpc\":\"2.0\",",
             "\u{0}",
             "{\"a\":1} trailing",
+            "{\"jsonrpc\":\"2.0\",\"id\":01,\"method\":\"ping\"}",
         ] {
             assert_eq!(parse(text).unwrap_err().code, PARSE_ERROR, "{text:?}");
         }

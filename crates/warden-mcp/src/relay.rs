@@ -97,6 +97,8 @@ enum PendingKind {
 struct Pending {
     /// The id token the client used; the upstream saw Warden's own id.
     client_id: Id,
+    /// The client cancelled it; the upstream was told.
+    cancelled: bool,
     kind: PendingKind,
     subject: Subject,
     decision_id: Option<String>,
@@ -181,7 +183,7 @@ impl Relay {
             }
             Message::Notification { method, params } => {
                 let (method, params) = (method.clone(), params.clone());
-                self.client_notification(line, &method, &params, log)
+                self.client_notification(&parsed, line, &method, &params, log)
             }
             Message::Response { id, .. } => {
                 if self.server_requests.remove(id) {
@@ -248,18 +250,31 @@ impl Relay {
             .collect();
         let mut out = Vec::new();
         for id in expired {
+            let Some(pending) = self.pending.get(&id) else {
+                continue;
+            };
+            if pending.cancelled {
+                // The client gave up on it already: no answer is owed.
+                let _unanswered = self.fail_pending(
+                    &id,
+                    jsonrpc::UPSTREAM_TIMEOUT,
+                    "cancelled",
+                    "the client cancelled the call",
+                    log,
+                );
+                continue;
+            }
+            // MCP forbids cancelling `initialize`.
+            let cancellable = pending.subject.method != "initialize";
             let message = format!(
                 "upstream server `{}` did not answer within {} s",
                 self.config.server,
                 timeout.as_secs()
             );
             out.extend(self.fail_pending(&id, jsonrpc::UPSTREAM_TIMEOUT, "timeout", &message, log));
-            let cancel = json!({"requestId": serde_json::from_str::<Value>(id.raw()).unwrap_or(Value::Null),
-                                "reason": "timed out in warden"});
-            out.push(Out::Server(notification(
-                "notifications/cancelled",
-                &cancel,
-            )));
+            if cancellable {
+                out.push(cancellation(&id));
+            }
         }
         let fetch_expired = self
             .fetch
@@ -270,7 +285,9 @@ impl Relay {
                 "cannot learn the tools of upstream server `{}`: it did not answer `tools/list`",
                 self.config.server
             );
-            self.fetch = None;
+            if let Some(fetch) = self.fetch.take() {
+                out.push(cancellation(&fetch.id));
+            }
             out.extend(self.fail_queued(jsonrpc::UPSTREAM_TIMEOUT, "timeout", &message, log));
         }
         out
@@ -470,7 +487,15 @@ impl Relay {
                 if self.fetch.is_some() {
                     return Vec::new();
                 }
-                let meta = params.get("_meta").cloned();
+                // The call's per-request metadata (the 2026-07-28 protocol
+                // version, client info) applies to Warden's own listing too;
+                // its progress token belongs to the call alone.
+                let meta = params.get("_meta").cloned().map(|mut meta| {
+                    if let Some(object) = meta.as_object_mut() {
+                        object.remove("progressToken");
+                    }
+                    meta
+                });
                 return vec![self.start_fetch(meta, 0)];
             }
         }
@@ -572,32 +597,14 @@ impl Relay {
 
     fn client_notification(
         &mut self,
+        parsed: &Parsed,
         line: &str,
         method: &str,
         params: &Value,
         log: &mut dyn DecisionLog,
     ) -> Vec<Out> {
         if method == "notifications/cancelled" {
-            // The upstream knows the request by Warden's id, and one client
-            // can only cancel its own requests.
-            let target = params.get("requestId").map(|v| v.to_string());
-            let upstream = target.and_then(|raw| {
-                self.pending
-                    .iter()
-                    .find(|(_, p)| p.client_id.raw() == raw)
-                    .map(|(upstream, _)| upstream.clone())
-            });
-            return if let Some(upstream) = upstream {
-                let mut params = params.clone();
-                if let Some(object) = params.as_object_mut() {
-                    let value = serde_json::from_str(upstream.raw()).unwrap_or(Value::Null);
-                    object.insert("requestId".into(), value);
-                }
-                vec![Out::Server(notification(method, &params))]
-            } else {
-                tracing::debug!("dropped a cancellation of no request in flight");
-                Vec::new()
-            };
+            return self.client_cancellation(parsed, params, log);
         }
         if PLUMBING_NOTIFICATIONS.contains(&method) {
             return vec![Out::Server(line.to_owned())];
@@ -652,6 +659,66 @@ impl Relay {
             self.stats.denied += 1;
             Vec::new()
         }
+    }
+
+    /// Cancels one of the client's own requests: a held call is dropped
+    /// before it ever runs; a forwarded one is cancelled upstream under
+    /// Warden's id. A cancellation of anything else is dropped.
+    fn client_cancellation(
+        &mut self,
+        parsed: &Parsed,
+        params: &Value,
+        log: &mut dyn DecisionLog,
+    ) -> Vec<Out> {
+        let Some(target) = parsed
+            .params_member("requestId")
+            .and_then(|raw| Id::from_raw(&raw))
+        else {
+            return Vec::new();
+        };
+        if let Some(index) = self
+            .queued
+            .iter()
+            .position(|(p, _)| request_id(p) == Some(&target))
+        {
+            let (held, _) = self.queued.remove(index);
+            let subject = Subject {
+                method: "tools/call".to_owned(),
+                tool: tool_name(&held),
+                arguments: None,
+            };
+            let entry = record::refusal_record(
+                &self.origin,
+                &subject,
+                &record::new_decision_id(),
+                "cancelled",
+                "the client cancelled the call before it was decided",
+                None,
+            );
+            let _ = self.write(log, &entry);
+            return Vec::new();
+        }
+        let upstream = self
+            .pending
+            .iter_mut()
+            .find(|(_, p)| p.client_id == target && !p.cancelled);
+        let Some((upstream, pending)) = upstream else {
+            tracing::debug!("dropped a cancellation of no request in flight");
+            return Vec::new();
+        };
+        // INVARIANT: a cancelled request stays pending, so a late answer is
+        // still delivered at most once, but it is never timed out or
+        // cancelled twice.
+        pending.cancelled = true;
+        let mut params = params.clone();
+        if let Some(object) = params.as_object_mut() {
+            let value = serde_json::from_str(upstream.raw()).unwrap_or(Value::Null);
+            object.insert("requestId".into(), value);
+        }
+        vec![Out::Server(notification(
+            "notifications/cancelled",
+            &params,
+        ))]
     }
 
     // === upstream responses ===
@@ -1017,6 +1084,7 @@ impl Relay {
             upstream.clone(),
             Pending {
                 client_id: client_id.clone(),
+                cancelled: false,
                 kind,
                 subject,
                 decision_id,
@@ -1123,6 +1191,13 @@ fn list_params(meta: Option<&Value>, cursor: Option<&str>) -> Value {
         params.insert("cursor".into(), Value::from(cursor));
     }
     Value::Object(params)
+}
+
+/// `notifications/cancelled` for a request Warden sent upstream.
+fn cancellation(upstream: &Id) -> Out {
+    let request_id = serde_json::from_str::<Value>(upstream.raw()).unwrap_or(Value::Null);
+    let params = json!({"requestId": request_id, "reason": "timed out in warden"});
+    Out::Server(notification("notifications/cancelled", &params))
 }
 
 fn notification(method: &str, params: &Value) -> String {

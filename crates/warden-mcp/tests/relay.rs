@@ -691,7 +691,14 @@ fn timeout_of_wardens_tools_list_fails_the_held_calls() {
     let mut h = Harness::new();
     let list = h.call("5", "read_file", json!({})).only_server();
     h.tick_after(Duration::from_secs(1)).nothing();
-    let answer = h.tick_after(TIMEOUT).only_client();
+    let sent = h.tick_after(TIMEOUT);
+    // Warden's own listing is cancelled upstream under its own id.
+    let cancel: Value = serde_json::from_str(&sent.server_lines()[0]).unwrap();
+    assert_eq!(cancel["method"], "notifications/cancelled");
+    assert_eq!(cancel["params"]["requestId"], list["id"]);
+    let answers = sent.client_lines();
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    let answer: Value = serde_json::from_str(&answers[0]).unwrap();
     assert_eq!(answer["id"], 5);
     assert_eq!(error_code(&answer), jsonrpc::UPSTREAM_TIMEOUT);
     assert_one_refusal(h.records(), "timeout");
@@ -1056,9 +1063,6 @@ fn client_cancellation_by_a_large_integer_id_is_translated() {
 }
 
 #[test]
-#[ignore = "BUG: a cancellation naming an integer id beyond 64 bits is dropped: \
-            relay.rs compares requestId re-serialised through serde_json::Value \
-            (now a float) with the exact id token"]
 fn client_cancellation_by_an_integer_id_beyond_64_bits_is_translated() {
     let mut h = Harness::new();
     let up = h
@@ -1087,9 +1091,6 @@ fn client_cancellation_of_an_unknown_request_is_dropped() {
 }
 
 #[test]
-#[ignore = "BUG: cancelling a tools/call held for the catalog is dropped, and the \
-            call is still decided and forwarded (so it runs upstream) once the \
-            catalog arrives"]
 fn client_cancellation_of_a_held_call_keeps_it_from_running() {
     let mut h = Harness::new();
     let list = h.call(r#""held""#, "read_file", json!({})).only_server();
@@ -1367,14 +1368,11 @@ fn duplicate_keys_inside_params_are_refused_and_never_forwarded() {
     h.know_tools(&["read_file"]);
     let line = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/ok","path":"/etc/shadow"}}}"#;
     let answer = h.client(line).only_client();
-    assert_eq!(error_code(&answer), jsonrpc::PARSE_ERROR);
-    assert_one_refusal(h.records(), "parse_error");
+    assert_eq!(error_code(&answer), jsonrpc::INVALID_REQUEST);
+    assert_one_refusal(h.records(), "duplicate_key");
 }
 
 #[test]
-#[ignore = "BUG: a request with a valid id but duplicate keys inside `params` is \
-            answered with id null (jsonrpc.rs `classify`, the `value` closure sets \
-            `id: None`), so the client never gets an answer to its request"]
 fn duplicate_keys_inside_params_are_answered_under_the_requests_id() {
     let mut h = Harness::new();
     h.know_tools(&["read_file"]);

@@ -342,3 +342,86 @@ fn c21_tool_name_variants_are_denied_and_never_forwarded() {
         .count();
     assert_eq!(calls, 0, "no tools/call may reach the upstream");
 }
+
+#[test]
+fn malformed_oversized_and_binary_client_lines_get_errors_and_the_proxy_keeps_serving() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let tap = ws.path("upstream.log");
+    let mut args = ws.proxy_args("a");
+    args.extend(["--max-message-bytes".into(), "65536".into()]);
+    let mut proxy = Proxy::start_with(&ws, args, &tapped(&tap, everything()));
+    proxy.handshake("2025-06-18");
+    let hostile = [
+        "not json at all".to_owned(),
+        "{\"jsonrpc\":\"2.0\",\"id\":1,".to_owned(),
+        "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}".to_owned(),
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":\"ping\"}".to_owned(),
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"message\":\"{}\"}}}}}}",
+            "x".repeat(100_000)
+        ),
+        "\u{0}\u{1}\u{2}".to_owned(),
+        "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":\"not an object\"}}".to_owned(),
+    ];
+    for line in &hostile {
+        proxy.send(line);
+        let answer = proxy
+            .next_response(Duration::from_secs(10))
+            .expect("every malformed line is answered");
+        assert!(answer.get("error").is_some(), "{line:.60}: {answer}");
+    }
+    let pong = proxy.request(json!(2), "ping", json!({}));
+    assert_eq!(pong["result"], json!({}));
+    let echo = proxy.request(
+        json!(3),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "fine"}}),
+    );
+    assert_eq!(echo["result"]["content"][0]["text"], "Echo: fine");
+    let (code, _) = proxy.finish();
+    assert_eq!(code, Some(0));
+    let received = upstream_lines(&tap).join("\n");
+    assert!(!received.contains("xxxxxxxxxx") && !received.contains("not an object"));
+    let refused = ws
+        .records()
+        .into_iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .count();
+    assert_eq!(refused, hostile.len(), "one record per refused line");
+}
+
+#[test]
+fn an_unknown_method_is_refused_unless_policy_allows_it_and_then_relayed_intact() {
+    let ws = Workspace::new(
+        r#"@id("all-known") permit(principal, action, resource) unless { action == Action::"other" };
+           @id("allow-tasks") permit(principal, action == Action::"other", resource)
+           when { context.method == "tasks/list" };"#,
+    );
+    let tap = ws.path("upstream.log");
+    let mut proxy = Proxy::start(&ws, "a", &tapped(&tap, everything()));
+    proxy.handshake("2025-06-18");
+    let refused = proxy.request(json!(1), "vendor/secret", json!({"x": 1}));
+    assert_eq!(error_code(&refused), -32010);
+    proxy.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tasks/list","params":{"x-unknown":{"kept":[1,2]}}}"#,
+    );
+    let relayed = proxy.response("2");
+    assert!(
+        relayed.get("result").is_some() || relayed.get("error").is_some(),
+        "{relayed}"
+    );
+    let (code, _) = proxy.finish();
+    assert_eq!(code, Some(0));
+    let received = upstream_lines(&tap);
+    assert!(!received.iter().any(|l| l.contains("vendor/secret")));
+    let tasks = received
+        .iter()
+        .find(|l| l.contains("tasks/list"))
+        .expect("tasks/list relayed");
+    let sent: Value = serde_json::from_str(tasks).unwrap();
+    assert_eq!(
+        sent["params"]["x-unknown"],
+        json!({"kept": [1, 2]}),
+        "unknown fields survive"
+    );
+}

@@ -175,6 +175,21 @@ impl Proxy {
         Some(value)
     }
 
+    /// The next response (skipping the upstream's notifications and
+    /// requests).
+    pub fn next_response(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(v) = self.next(Duration::from_millis(100)) {
+                if v.get("method").is_none() {
+                    self.seen.pop();
+                    return Some(v);
+                }
+            }
+        }
+        None
+    }
+
     /// Waits for the response whose raw id token is `id` (as JSON text).
     pub fn response(&mut self, id: &str) -> Value {
         if let Some(found) = self.take_seen(id) {
