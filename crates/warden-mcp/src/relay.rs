@@ -682,20 +682,8 @@ impl Relay {
             .position(|(p, _)| request_id(p) == Some(&target))
         {
             let (held, _) = self.queued.remove(index);
-            let subject = Subject {
-                method: "tools/call".to_owned(),
-                tool: tool_name(&held),
-                arguments: None,
-            };
-            let entry = record::refusal_record(
-                &self.origin,
-                &subject,
-                &record::new_decision_id(),
-                "cancelled",
-                "the client cancelled the call before it was decided",
-                None,
-            );
-            let _ = self.write(log, &entry);
+            let message = "the client cancelled the call before it was decided";
+            self.record_held_refusal(&held, "cancelled", message, log);
             return Vec::new();
         }
         let upstream = self
@@ -780,15 +768,7 @@ impl Relay {
             ListKind::Other => return result.clone(),
         };
         if kind == ListKind::Tools {
-            let names: BTreeSet<String> = result
-                .get("tools")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.get("name").and_then(Value::as_str))
-                .filter(|n| is_valid_tool_name(n))
-                .map(str::to_owned)
-                .collect();
+            let names: BTreeSet<String> = listed_tool_names(result).collect();
             let complete = !cursor && result.get("nextCursor").is_none();
             self.learn_tools(names, complete);
         }
@@ -896,16 +876,7 @@ impl Relay {
                 );
             }
         };
-        fetch.names.extend(
-            result
-                .get("tools")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.get("name").and_then(Value::as_str))
-                .filter(|n| is_valid_tool_name(n))
-                .map(str::to_owned),
-        );
+        fetch.names.extend(listed_tool_names(result));
         let next = result.get("nextCursor").and_then(Value::as_str);
         if let Some(cursor) = next.filter(|_| fetch.pages < MAX_CATALOG_PAGES) {
             let id = self.own_id();
@@ -1033,20 +1004,7 @@ impl Relay {
             let Some(id) = request_id(&parsed).cloned() else {
                 continue;
             };
-            let subject = Subject {
-                method: "tools/call".to_owned(),
-                tool: tool_name(&parsed),
-                arguments: None,
-            };
-            let entry = record::refusal_record(
-                &self.origin,
-                &subject,
-                &record::new_decision_id(),
-                label,
-                message,
-                Some(self.pdp.policies().version()),
-            );
-            let _ = self.write(log, &entry);
+            self.record_held_refusal(&parsed, label, message, log);
             out.push(Out::Client(jsonrpc::error_response(
                 Some(&id),
                 code,
@@ -1055,6 +1013,38 @@ impl Relay {
             )));
         }
         out
+    }
+
+    /// Records the refusal of a call that was held for the catalog and never
+    /// decided.
+    fn record_held_refusal(
+        &mut self,
+        held: &Parsed,
+        label: &str,
+        message: &str,
+        log: &mut dyn DecisionLog,
+    ) {
+        let subject = match &held.message {
+            Message::Request { params, .. } => Subject {
+                method: "tools/call".to_owned(),
+                tool: params
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                arguments: params.get("arguments").cloned(),
+            },
+            _ => Subject::default(),
+        };
+        let version = self.pdp.policies().version().to_owned();
+        let entry = record::refusal_record(
+            &self.origin,
+            &subject,
+            &record::new_decision_id(),
+            label,
+            message,
+            Some(&version),
+        );
+        let _ = self.write(log, &entry);
     }
 
     // === helpers ===
@@ -1165,19 +1155,21 @@ pub fn is_valid_tool_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
 }
 
+/// The valid tool names of a `tools/list` result.
+fn listed_tool_names(result: &Value) -> impl Iterator<Item = String> + '_ {
+    result
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .filter(|n| is_valid_tool_name(n))
+        .map(str::to_owned)
+}
+
 fn request_id(parsed: &Parsed) -> Option<&Id> {
     match &parsed.message {
         Message::Request { id, .. } => Some(id),
-        _ => None,
-    }
-}
-
-fn tool_name(parsed: &Parsed) -> Option<String> {
-    match &parsed.message {
-        Message::Request { params, .. } => params
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
         _ => None,
     }
 }
