@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: not a valid request object.
 pub const INVALID_REQUEST: i64 = -32600;
+/// Warden: too many requests of this client are awaiting an answer.
+pub const TOO_MANY_IN_FLIGHT: i64 = -32014;
 /// JSON-RPC: the method does not exist.
 pub const METHOD_NOT_FOUND: i64 = -32601;
 /// JSON-RPC: invalid method parameters.

@@ -75,6 +75,9 @@ const PLUMBING_NOTIFICATIONS: &[&str] = &[
     "notifications/progress",
     "notifications/roots/list_changed",
 ];
+/// Most client requests awaiting an answer at once; more are refused, so a
+/// client cannot grow Warden's memory without bound.
+const MAX_IN_FLIGHT: usize = 4096;
 /// Most pages Warden follows when it lists an upstream's tools itself.
 const MAX_CATALOG_PAGES: usize = 100;
 
@@ -390,6 +393,17 @@ impl Relay {
                 jsonrpc::INVALID_REQUEST,
                 "duplicate_id",
                 "a request with this id is already in flight",
+                subject,
+                log,
+            );
+        }
+        if self.in_flight() >= MAX_IN_FLIGHT {
+            let message = format!("more than {MAX_IN_FLIGHT} requests are in flight; retry later");
+            return self.reject(
+                id,
+                jsonrpc::TOO_MANY_IN_FLIGHT,
+                "too_many_in_flight",
+                &message,
                 subject,
                 log,
             );

@@ -1478,3 +1478,17 @@ fn notification_method_sent_with_an_id_is_refused() {
     assert_eq!(error_code(&answer), jsonrpc::INVALID_REQUEST);
     assert_one_refusal(h.records(), "notification_with_id");
 }
+
+#[test]
+fn requests_beyond_the_in_flight_bound_are_refused() {
+    let mut h = Harness::new();
+    for n in 0..4096 {
+        h.client(&format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"ping"}}"#))
+            .only_server();
+    }
+    let answer = h
+        .client(r#"{"jsonrpc":"2.0","id":"one-too-many","method":"ping"}"#)
+        .only_client();
+    assert_eq!(error_code(&answer), jsonrpc::TOO_MANY_IN_FLIGHT);
+    assert_eq!(answer["id"], "one-too-many");
+}

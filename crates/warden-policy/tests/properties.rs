@@ -2,7 +2,10 @@
 //! the examples: path normalisation cannot be escaped, and a `forbid` can
 //! only ever take permissions away.
 
-#![allow(clippy::expect_used, reason = "a policy set that does not load fails the test")]
+#![allow(
+    clippy::expect_used,
+    reason = "a policy set that does not load fails the test"
+)]
 
 use proptest::prelude::*;
 use serde_json::json;
