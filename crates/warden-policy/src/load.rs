@@ -174,6 +174,16 @@ fn parse_file<'a>(
     texts: &mut HashMap<PolicyId, &'a SourceFile>,
     problems: &mut Vec<Problem>,
 ) {
+    // Cedar's parser recurses once per bracket: a few hundred nested
+    // brackets exhaust the stack and abort the process, so nesting is
+    // bounded before Cedar sees the text.
+    if let Some((offset, message)) = too_deep(&file.text) {
+        let mut problem = locate_offset(file, offset, "");
+        problem.message = message;
+        problem.help = Some("split the condition into simpler policies".to_owned());
+        problems.push(problem);
+        return;
+    }
     let parsed = match PolicySet::from_str(&file.text) {
         Ok(parsed) => parsed,
         Err(errors) => {
@@ -213,6 +223,73 @@ fn parse_file<'a>(
         }
         texts.insert(id, file);
     }
+}
+
+/// Deepest nesting of `(`, `[` and `{` a policy file may use.
+pub const MAX_NESTING: usize = 64;
+
+/// Most `if` expressions a policy file may hold: they nest without
+/// brackets.
+pub const MAX_IFS: usize = 1000;
+
+/// Where (and how) `text` nests too deeply for the parser: the first
+/// bracket deeper than [`MAX_NESTING`], or the `if` past [`MAX_IFS`];
+/// string literals and comments do not count.
+fn too_deep(text: &str) -> Option<(usize, String)> {
+    let mut depth = 0usize;
+    let mut ifs = 0usize;
+    let mut previous_is_word = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((offset, c)) = chars.next() {
+        match c {
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '/' if chars.peek().map(|&(_, c)| c) == Some('/') => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some((
+                        offset,
+                        format!("brackets nest deeper than {MAX_NESTING} levels"),
+                    ));
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            'i' if !previous_is_word
+                && text.get(offset..offset + 2) == Some("if")
+                && !text
+                    .get(offset + 2..)
+                    .and_then(|rest| rest.chars().next())
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_') =>
+            {
+                ifs += 1;
+                if ifs > MAX_IFS {
+                    return Some((
+                        offset,
+                        format!("more than {MAX_IFS} `if` expressions in one file"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        previous_is_word = c.is_alphanumeric() || c == '_';
+    }
+    None
 }
 
 /// Where each policy of `text` starts, by the numbered id (`policy0`, …)

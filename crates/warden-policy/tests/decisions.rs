@@ -298,3 +298,75 @@ fn one_problem_per_place_even_when_a_policy_applies_to_many_actions() {
     );
     assert_eq!(err.problems[0].help.as_deref(), Some("did you mean `now`?"));
 }
+
+#[test]
+fn deeply_nested_policies_are_refused_not_crashed_on() {
+    for (open, close) in [("(", ")"), ("[", "]")] {
+        let text = format!(
+            "permit(principal, action, resource) when {{ {}true{} }};",
+            open.repeat(20_000),
+            close.repeat(20_000)
+        );
+        let sources = PolicySources {
+            policies: vec![SourceFile {
+                name: "deep.cedar".into(),
+                text,
+            }],
+            entities: None,
+        };
+        let err = load(&sources).expect_err("too deep");
+        assert_eq!(err.problems.len(), 1);
+        assert!(
+            err.problems[0].message.contains("deeper than 64"),
+            "{}",
+            err.problems[0]
+        );
+        assert_eq!((err.problems[0].line, err.problems[0].column), (1, 107));
+    }
+    // Brackets inside strings and comments do not count.
+    let text = format!(
+        "// {}\npermit(principal, action, resource) when {{ context.method == \"{}\" }};",
+        "(".repeat(500),
+        "[".repeat(500)
+    );
+    let sources = PolicySources {
+        policies: vec![SourceFile {
+            name: "ok.cedar".into(),
+            text,
+        }],
+        entities: None,
+    };
+    assert!(load(&sources).is_ok());
+}
+
+#[test]
+fn endless_if_chains_are_refused() {
+    let text = format!(
+        "permit(principal, action, resource) when {{ {}true{} }};",
+        "if true then ".repeat(1001),
+        " else false".repeat(1001)
+    );
+    let sources = PolicySources {
+        policies: vec![SourceFile {
+            name: "ifs.cedar".into(),
+            text,
+        }],
+        entities: None,
+    };
+    let err = load(&sources).expect_err("too many ifs");
+    assert!(
+        err.problems[0].message.contains("more than 1000 `if`"),
+        "{}",
+        err.problems[0]
+    );
+    // `iff` and `elif_x` are not `if`.
+    let ok = "permit(principal, action, resource) when { context.method == \"if\" };";
+    let sources = PolicySources {
+        policies: vec![SourceFile {
+            name: "ok.cedar".into(),
+            text: ok.into(),
+        }],
+        entities: None,
+    };
+    assert!(load(&sources).is_ok());
+}

@@ -12,7 +12,26 @@ use clap::Parser as _;
 
 use crate::cli::{Cli, Command, Failure};
 
+/// Stack for the command's thread. Cedar's parser, validator and evaluator
+/// recurse over a policy's expressions; a generous stack (reserved, not
+/// committed, memory) keeps hostile nesting from aborting the process.
+const STACK_BYTES: usize = 256 * 1024 * 1024;
+
 fn main() -> ExitCode {
+    let command = std::thread::Builder::new()
+        .name("warden".to_owned())
+        .stack_size(STACK_BYTES)
+        .spawn(run);
+    match command.map(|handle| handle.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) | Err(_) => {
+            let _ = writeln!(io::stderr(), "warden: error: internal failure");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -13,6 +13,8 @@ use warden_policy::{LoadError, Policies, PolicySources, Problem, SourceFile};
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Deepest directory nesting walked.
 const MAX_DEPTH: usize = 16;
+/// Most `.cedar` files read.
+const MAX_FILES: usize = 10_000;
 
 /// Reads and validates the policy directory `dir`.
 pub fn load_dir(dir: &Path) -> Result<Policies, LoadError> {
@@ -89,12 +91,24 @@ fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<P
     for entry in entries.flatten() {
         let path = entry.path();
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        // Symbolic links to directories are not followed: a link loop would
+        // make the walk endless.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if hidden {
             continue;
         }
-        if path.is_dir() {
+        if kind.is_dir() {
             walk(&path, depth + 1, files, problems);
-        } else if path.extension().is_some_and(|e| e == "cedar") {
+        } else if path.extension().is_some_and(|e| e == "cedar") && !path.is_dir() {
+            if files.len() >= MAX_FILES {
+                problems.push(problem(
+                    dir.display().to_string(),
+                    format!("more than {MAX_FILES} `.cedar` files"),
+                ));
+                return;
+            }
             files.push(path);
         }
     }
