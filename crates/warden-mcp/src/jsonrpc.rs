@@ -20,6 +20,8 @@ pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 /// Warden: too many requests of this client are awaiting an answer.
 pub const TOO_MANY_IN_FLIGHT: i64 = -32014;
+/// Warden: the upstream's answer was larger than the message size limit.
+pub const UPSTREAM_TOO_LARGE: i64 = -32015;
 /// JSON-RPC: the method does not exist.
 pub const METHOD_NOT_FOUND: i64 = -32601;
 /// JSON-RPC: invalid method parameters.
@@ -282,12 +284,27 @@ fn classify(members: Vec<(String, Box<RawValue>)>) -> Result<Parsed, Invalid> {
         get(key)
             .map(|raw| strict_value(raw.get()))
             .transpose()
-            .map_err(|e| Invalid {
-                code: INVALID_REQUEST,
-                message: format!("`{key}` is ambiguous: {e}"),
-                id: known_id.clone(),
-                method: known_method.clone(),
-                label: "duplicate_key",
+            .map_err(|e| {
+                let duplicate = e.contains("duplicate key");
+                Invalid {
+                    code: if duplicate {
+                        INVALID_REQUEST
+                    } else {
+                        PARSE_ERROR
+                    },
+                    message: if duplicate {
+                        format!("`{key}` is ambiguous: {e}")
+                    } else {
+                        format!("`{key}` cannot be read: {e}")
+                    },
+                    id: known_id.clone(),
+                    method: known_method.clone(),
+                    label: if duplicate {
+                        "duplicate_key"
+                    } else {
+                        "parse_error"
+                    },
+                }
             })
     };
     let message = match (method, id) {

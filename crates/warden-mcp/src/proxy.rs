@@ -57,7 +57,7 @@ pub enum ProxyError {
     #[error("no upstream server command given")]
     NoCommand,
     /// The upstream could not be started.
-    #[error("cannot start the upstream server `{program}`: {source}")]
+    #[error("cannot start the upstream server `{program}`")]
     Spawn {
         /// The program.
         program: String,
@@ -66,14 +66,19 @@ pub enum ProxyError {
         source: io::Error,
     },
     /// A thread could not be started.
-    #[error("cannot start a proxy thread: {0}")]
+    #[error("cannot start a proxy thread")]
     Thread(#[source] io::Error),
 }
 
 enum Line {
     Text(String),
     NotUtf8,
-    TooLong,
+    /// A line over the size limit: only its first and last bytes are kept,
+    /// enough to find which request an oversized answer belongs to.
+    TooLong {
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
 }
 
 enum Event {
@@ -123,9 +128,13 @@ pub fn run_stdio_proxy(
     start_clock(events)?;
 
     let mut relay = Relay::new(options.relay.clone(), pdp);
-    let outcome = event_loop(
-        &mut relay, &mut child, &inbox, to_server, log, client_out, max,
-    );
+    let pipes = Pipes {
+        inbox: &inbox,
+        to_server,
+        client_out,
+    };
+    let drain_for = options.relay.call_timeout;
+    let outcome = event_loop(&mut relay, &mut child, pipes, log, max, drain_for);
     match outcome {
         LoopEnd::ClientClosed => {
             stop_child(&mut child);
@@ -148,18 +157,29 @@ enum LoopEnd {
     UpstreamExited,
 }
 
+/// The loop's view of the pipes: the event inbox and the line sender to the
+/// upstream's stdin (gone once the upstream stops reading).
+struct Pipes<'a> {
+    inbox: &'a Receiver<Event>,
+    to_server: Option<Sender<String>>,
+    client_out: &'a mut dyn Write,
+}
+
 fn event_loop(
     relay: &mut Relay,
     child: &mut Child,
-    inbox: &Receiver<Event>,
-    mut to_server: Option<Sender<String>>,
+    mut pipes: Pipes<'_>,
     log: &mut dyn DecisionLog,
-    client_out: &mut dyn Write,
     max: usize,
+    drain_for: Duration,
 ) -> LoopEnd {
     let mut exited_at: Option<Instant> = None;
+    // Once the client closes its side, requests already sent are still
+    // answered (a client may write its requests and close at once), for at
+    // most the call timeout.
+    let mut draining_since: Option<Instant> = None;
     loop {
-        let Ok(event) = inbox.recv() else {
+        let Ok(event) = pipes.inbox.recv() else {
             return LoopEnd::ClientClosed;
         };
         let outputs = match event {
@@ -167,27 +187,28 @@ fn event_loop(
             Event::Client(Line::NotUtf8) => {
                 relay.on_client_unreadable("message is not valid UTF-8", log)
             }
-            Event::Client(Line::TooLong) => {
+            Event::Client(Line::TooLong { .. }) => {
                 relay.on_client_unreadable(&format!("message is larger than {max} bytes"), log)
             }
             Event::ClientEof => {
-                relay.abandon_all(log);
-                return LoopEnd::ClientClosed;
+                draining_since = Some(Instant::now());
+                Vec::new()
             }
             Event::Signal(signal) => {
                 relay.abandon_all(log);
                 return LoopEnd::Signalled(signal);
             }
             Event::Server(Line::Text(text)) => relay.on_server(&text, log),
-            Event::Server(Line::NotUtf8 | Line::TooLong) => {
+            Event::Server(Line::NotUtf8) => {
                 relay.on_server_garbage();
                 Vec::new()
             }
-            Event::ServerEof => {
-                let outputs = relay.on_server_exit(log);
-                deliver(outputs, client_out, &mut to_server);
-                return LoopEnd::UpstreamExited;
+            Event::Server(Line::TooLong { head, tail }) => {
+                let head = String::from_utf8_lossy(&head);
+                let tail = String::from_utf8_lossy(&tail);
+                relay.on_server_oversized(&head, &tail, max, log)
             }
+            Event::ServerEof => return upstream_gone(relay, &mut pipes, log),
             Event::Tick => {
                 // A child that exited while a grandchild keeps its stdout open
                 // never sends EOF; give the pipe a moment to drain, then treat
@@ -196,47 +217,68 @@ fn event_loop(
                     exited_at = Some(Instant::now());
                 }
                 if exited_at.is_some_and(|at| at.elapsed() > Duration::from_secs(1)) {
-                    let outputs = relay.on_server_exit(log);
-                    deliver(outputs, client_out, &mut to_server);
-                    return LoopEnd::UpstreamExited;
+                    return upstream_gone(relay, &mut pipes, log);
+                }
+                if draining_since.is_some_and(|since| since.elapsed() > drain_for) {
+                    relay.abandon_all(log);
+                    return LoopEnd::ClientClosed;
                 }
                 relay.on_tick(Instant::now(), log)
             }
         };
-        if !deliver(outputs, client_out, &mut to_server) {
-            relay.abandon_all(log);
+        match deliver(outputs, &mut pipes) {
+            Delivery::Done => {}
+            Delivery::ClientGone => {
+                relay.abandon_all(log);
+                return LoopEnd::ClientClosed;
+            }
+            Delivery::ServerGone => return upstream_gone(relay, &mut pipes, log),
+        }
+        if draining_since.is_some() && relay.in_flight() == 0 {
             return LoopEnd::ClientClosed;
         }
     }
 }
 
-/// Sends each output; `false` when the client can no longer be written to.
-fn deliver(
-    outputs: Vec<Out>,
-    client_out: &mut dyn Write,
-    to_server: &mut Option<Sender<String>>,
-) -> bool {
+/// Answers everything in flight once the upstream has stopped reading or
+/// writing.
+fn upstream_gone(relay: &mut Relay, pipes: &mut Pipes<'_>, log: &mut dyn DecisionLog) -> LoopEnd {
+    pipes.to_server = None;
+    let outputs = relay.on_server_exit(log);
+    let _ = deliver(outputs, pipes);
+    LoopEnd::UpstreamExited
+}
+
+enum Delivery {
+    Done,
+    ClientGone,
+    ServerGone,
+}
+
+/// Sends each output, and says which side, if any, can no longer be
+/// written to.
+fn deliver(outputs: Vec<Out>, pipes: &mut Pipes<'_>) -> Delivery {
     for output in outputs {
         match output {
             Out::Client(line) => {
-                let written = client_out
+                let out = &mut pipes.client_out;
+                let written = out
                     .write_all(line.as_bytes())
-                    .and_then(|()| client_out.write_all(b"\n"))
-                    .and_then(|()| client_out.flush());
+                    .and_then(|()| out.write_all(b"\n"))
+                    .and_then(|()| out.flush());
                 if written.is_err() {
-                    return false;
+                    return Delivery::ClientGone;
                 }
             }
             Out::Server(line) => {
-                if let Some(sender) = to_server {
-                    if sender.send(line).is_err() {
-                        *to_server = None;
-                    }
+                let sent = pipes.to_server.as_ref().map(|s| s.send(line));
+                if !matches!(sent, Some(Ok(()))) {
+                    return Delivery::ServerGone;
                 }
             }
         }
     }
-    true
+    Delivery::Done
 }
 
 // LIMITATION: a SIGKILLed warden leaves its child running until the child
@@ -340,7 +382,9 @@ fn start_clock(events: Sender<Event>) -> Result<(), ProxyError> {
 /// is consumed to its end and reported as `TooLong`, so memory stays
 /// bounded whatever the peer sends. `None` at end of input.
 fn read_line(reader: &mut impl BufRead, max: usize) -> io::Result<Option<Line>> {
+    const KEEP: usize = 512;
     let mut line = Vec::new();
+    let mut tail: Vec<u8> = Vec::new();
     let mut too_long = false;
     loop {
         let buffer = reader.fill_buf()?;
@@ -354,13 +398,18 @@ fn read_line(reader: &mut impl BufRead, max: usize) -> io::Result<Option<Line>> 
             Some(end) => (buffer.get(..end).unwrap_or_default(), Some(end + 1)),
             None => (buffer, None),
         };
-        if !too_long {
-            if line.len() + chunk.len() > max {
-                too_long = true;
-                line = Vec::new();
-            } else {
-                line.extend_from_slice(chunk);
-            }
+        if too_long {
+            tail.extend_from_slice(chunk);
+            let excess = tail.len().saturating_sub(KEEP);
+            tail.drain(..excess);
+        } else if line.len() + chunk.len() > max {
+            too_long = true;
+            line.extend_from_slice(chunk);
+            let start = line.len().saturating_sub(KEEP);
+            tail = line.get(start..).unwrap_or_default().to_vec();
+            line.truncate(KEEP);
+        } else {
+            line.extend_from_slice(chunk);
         }
         let consumed = done.unwrap_or(buffer.len());
         reader.consume(consumed);
@@ -369,7 +418,7 @@ fn read_line(reader: &mut impl BufRead, max: usize) -> io::Result<Option<Line>> 
         }
     }
     if too_long {
-        return Ok(Some(Line::TooLong));
+        return Ok(Some(Line::TooLong { head: line, tail }));
     }
     if line.last() == Some(&b'\r') {
         line.pop();
@@ -415,7 +464,11 @@ mod tests {
             out.push(match line {
                 Line::Text(t) => t,
                 Line::NotUtf8 => "<not utf-8>".into(),
-                Line::TooLong => "<too long>".into(),
+                Line::TooLong { head, tail } => format!(
+                    "<too long: {}…{}>",
+                    String::from_utf8_lossy(&head[..3]),
+                    String::from_utf8_lossy(&tail[tail.len() - 3..])
+                ),
             });
         }
         out
@@ -424,7 +477,10 @@ mod tests {
     #[test]
     fn reads_lines_and_bounds_their_length() {
         assert_eq!(lines(b"ab\ncd\r\nef", 10), ["ab", "cd", "ef"]);
-        assert_eq!(lines(b"0123456789abc\nok\n", 10), ["<too long>", "ok"]);
+        assert_eq!(
+            lines(b"0123456789abc\nok\n", 10),
+            ["<too long: 012…abc>", "ok"]
+        );
         assert_eq!(lines(b"\xff\xfe\nok\n", 10), ["<not utf-8>", "ok"]);
         assert_eq!(lines(b"", 10), Vec::<String>::new());
     }

@@ -192,7 +192,7 @@ impl Relay {
                 if self.server_requests.remove(id) {
                     vec![Out::Server(line.to_owned())]
                 } else {
-                    tracing::debug!(jsonrpc.id = %id, "dropped a client response to no request");
+                    tracing::debug!(jsonrpc.id = ?id.raw(), "dropped a client response to no request");
                     Vec::new()
                 }
             }
@@ -298,6 +298,7 @@ impl Relay {
 
     /// Answers every request in flight once the upstream has gone.
     pub fn on_server_exit(&mut self, log: &mut dyn DecisionLog) -> Vec<Out> {
+        self.fetch = None;
         let message = format!("upstream server `{}` exited", self.config.server);
         let ids: Vec<Id> = self.pending.keys().cloned().collect();
         let mut out = Vec::new();
@@ -330,6 +331,39 @@ impl Relay {
                 method: None,
                 label: "unreadable",
             },
+            log,
+        )
+    }
+
+    /// Handles an upstream line over the size limit, of which only the
+    /// first and last bytes were kept. If they name a request in flight
+    /// (Warden's upstream ids are small integers, and answers carry them at
+    /// one end or the other), that request is answered with an error at
+    /// once rather than left to time out.
+    pub fn on_server_oversized(
+        &mut self,
+        head: &str,
+        tail: &str,
+        limit: usize,
+        log: &mut dyn DecisionLog,
+    ) -> Vec<Out> {
+        self.stats.upstream_garbage += 1;
+        let owner = [tail, head]
+            .into_iter()
+            .flat_map(integer_ids)
+            .find(|id| self.pending.contains_key(id));
+        let Some(id) = owner else {
+            return Vec::new();
+        };
+        let message = format!(
+            "the answer of upstream server `{}` is larger than {limit} bytes",
+            self.config.server
+        );
+        self.fail_pending(
+            &id,
+            jsonrpc::UPSTREAM_TOO_LARGE,
+            "upstream_too_large",
+            &message,
             log,
         )
     }
@@ -566,8 +600,8 @@ impl Relay {
             tracing::info!(
                 decision.id = %decision_id,
                 agent.id = %self.origin.principal,
-                mcp.method.name = %method,
-                gen_ai.tool.name = subject.tool.as_deref().unwrap_or(""),
+                mcp.method.name = ?method,
+                gen_ai.tool.name = ?subject.tool.as_deref().unwrap_or(""),
                 mcp.server = %self.config.server,
                 decision.reason = decision.reason.label(),
                 policy.ids = ?decision.policy_ids,
@@ -604,7 +638,7 @@ impl Relay {
             ))];
         }
         self.stats.forwarded += 1;
-        tracing::debug!(decision.id = %decision_id, mcp.method.name = %method, "request allowed");
+        tracing::debug!(decision.id = %decision_id, mcp.method.name = ?method, "request allowed");
         let upstream = self.track(id, kind, subject, Some(decision_id));
         vec![Out::Server(parsed.rewrite(Some(&upstream), None))]
     }
@@ -642,7 +676,7 @@ impl Relay {
                 Some(self.pdp.policies().version()),
             );
             let _ = self.write(log, &entry);
-            tracing::debug!(mcp.method.name = %method, "dropped a request without an id");
+            tracing::debug!(mcp.method.name = ?method, "dropped a request without an id");
             return Vec::new();
         }
         let target = Target::Server {
@@ -1167,6 +1201,25 @@ pub fn is_valid_tool_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
+}
+
+/// Every integer that follows an `"id":` in a fragment of JSON text.
+fn integer_ids(fragment: &str) -> Vec<Id> {
+    let mut ids = Vec::new();
+    let mut rest = fragment;
+    while let Some(at) = rest.find("\"id\"") {
+        rest = rest.get(at + 4..).unwrap_or_default();
+        let value = rest
+            .trim_start()
+            .strip_prefix(':')
+            .unwrap_or("")
+            .trim_start();
+        let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
+        if !digits.is_empty() && digits.len() <= 19 {
+            ids.push(Id::own(digits.parse().unwrap_or(u64::MAX)));
+        }
+    }
+    ids
 }
 
 /// The valid tool names of a `tools/list` result.

@@ -1492,3 +1492,29 @@ fn requests_beyond_the_in_flight_bound_are_refused() {
     assert_eq!(error_code(&answer), jsonrpc::TOO_MANY_IN_FLIGHT);
     assert_eq!(answer["id"], "one-too-many");
 }
+
+#[test]
+fn an_oversized_upstream_answer_fails_its_request_at_once() {
+    let mut h = Harness::new();
+    let sent = h
+        .client(r#"{"jsonrpc":"2.0","id":"mine","method":"ping"}"#)
+        .only_server();
+    let upstream_id = sent["id"].to_string();
+    let out = Sent(h.relay.on_server_oversized(
+        "{\"result\":{\"content\":[{\"text\":\"aaaa",
+        &format!("aaaa\"}}]}},\"jsonrpc\":\"2.0\",\"id\":{upstream_id}}}"),
+        1024,
+        &mut h.log,
+    ));
+    let answer = out.only_client();
+    assert_eq!(answer["id"], "mine");
+    assert_eq!(error_code(&answer), jsonrpc::UPSTREAM_TOO_LARGE);
+    assert_eq!(h.relay.in_flight(), 0);
+    // A fragment naming no request in flight is only counted.
+    Sent(
+        h.relay
+            .on_server_oversized("{\"id\":999", "", 1024, &mut h.log),
+    )
+    .nothing();
+    assert_eq!(h.relay.stats().upstream_garbage, 2);
+}

@@ -284,8 +284,13 @@ impl Decision {
             Reason::NoPermit => "no policy permits this request".to_owned(),
             Reason::EvaluationError => {
                 let failed: Vec<String> = self.errors.iter().map(|e| e.policy_id.clone()).collect();
+                let noun = if failed.len() == 1 {
+                    "policy"
+                } else {
+                    "policies"
+                };
                 format!(
-                    "policy {} could not be evaluated, so the request is denied",
+                    "{noun} {} could not be evaluated, so the request is denied",
                     ids(&failed)
                 )
             }

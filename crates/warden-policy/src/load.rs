@@ -66,7 +66,7 @@ impl fmt::Display for Problem {
 
 /// A policy set that could not be loaded, with every problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the policy set is invalid: {} problem(s), first: {}", .problems.len(), first(.problems))]
+#[error("the policy set is invalid: {} problem{}, first: {}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, first(.problems))]
 pub struct LoadError {
     /// Every problem, in file order.
     pub problems: Vec<Problem>,
@@ -328,7 +328,7 @@ fn parse_entities(file: &SourceFile, schema: &Schema, problems: &mut Vec<Problem
                 file: file.name.clone(),
                 line: 1,
                 column: 1,
-                message: format!("invalid entities: {}", one_line(&e.to_string())),
+                message: format!("invalid entities: {}", one_line(&chain(&e))),
                 help: e.help().map(|h| one_line(&h.to_string())),
             });
             return Entities::empty();
@@ -414,6 +414,21 @@ fn locate_offset(file: &SourceFile, offset: usize, message: &str) -> Problem {
         message: one_line(message),
         help: None,
     }
+}
+
+/// An error and its causes, outermost first, joined by colons.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn one_line(text: &str) -> String {

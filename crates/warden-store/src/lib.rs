@@ -16,7 +16,7 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened, created or migrated.
-    #[error("cannot open the store `{path}`: {source}")]
+    #[error("cannot open the store `{path}`")]
     Open {
         /// The database path.
         path: String,
@@ -38,10 +38,13 @@ pub enum StoreError {
     },
     /// A record could not be written.
     #[error("cannot write the decision record: {0}")]
-    Write(#[source] rusqlite::Error),
+    Write(rusqlite::Error),
     /// Records could not be read.
     #[error("cannot read decision records: {0}")]
-    Read(#[source] rusqlite::Error),
+    Read(rusqlite::Error),
+    /// The store path names a directory.
+    #[error("cannot open the store `{0}`: it is a directory")]
+    IsDirectory(String),
 }
 
 /// The decision log: append-only records of decisions and their outcomes.

@@ -42,6 +42,9 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let name = path.display().to_string();
+        if path.is_dir() {
+            return Err(StoreError::IsDirectory(name));
+        }
         let open_err = |source| StoreError::Open {
             path: name.clone(),
             source,

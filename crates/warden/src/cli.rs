@@ -129,3 +129,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 pub type CliResult = Result<ExitCode, Failure>;
+
+/// `1 problem`, `3 problems`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -45,6 +45,50 @@ pub struct RawLimits {
     pub max_argument_values: Option<usize>,
 }
 
+impl RawLimits {
+    /// Every limit must lie in its range: a zero or astronomically large
+    /// limit is a mistake, not a setting.
+    fn check(&self) -> anyhow::Result<()> {
+        let ranges: [(&str, Option<u64>, u64, u64); 5] = [
+            ("call_timeout_secs", self.call_timeout_secs, 1, 86_400),
+            (
+                "max_message_bytes",
+                self.max_message_bytes.map(as_u64),
+                1024,
+                1 << 30,
+            ),
+            (
+                "max_argument_bytes",
+                self.max_argument_bytes.map(as_u64),
+                1,
+                1 << 30,
+            ),
+            (
+                "max_argument_depth",
+                self.max_argument_depth.map(as_u64),
+                1,
+                128,
+            ),
+            (
+                "max_argument_values",
+                self.max_argument_values.map(as_u64),
+                1,
+                1_000_000,
+            ),
+        ];
+        for (key, value, low, high) in ranges {
+            if let Some(value) = value.filter(|v| !(low..=high).contains(v)) {
+                bail!("limits.{key} is {value}; it must be between {low} and {high}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
@@ -78,6 +122,9 @@ impl Config {
                 path.display()
             )
         })?;
+        raw.limits
+            .check()
+            .map_err(|e| anyhow!("invalid configuration `{}`: {e}", path.display()))?;
         for name in raw.servers.keys() {
             check_server_name(name).with_context(|| {
                 format!("invalid configuration `{}`: servers.{name}", path.display())
@@ -170,6 +217,31 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains(":3:1"), "{text}");
         assert!(text.contains("agnet"), "{text}");
+    }
+
+    #[test]
+    fn rejects_limits_out_of_range_naming_the_key() {
+        for (text, key) in [
+            (
+                "[limits]\ncall_timeout_secs = 9223372036854775807\n",
+                "limits.call_timeout_secs",
+            ),
+            (
+                "[limits]\nmax_argument_bytes = 0\n",
+                "limits.max_argument_bytes",
+            ),
+            (
+                "[limits]\nmax_message_bytes = 10\n",
+                "limits.max_message_bytes",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(
+                err.contains(key) && err.contains("must be between"),
+                "{err}"
+            );
+        }
+        assert!(parse("[limits]\ncall_timeout_secs = 30\n").is_ok());
     }
 
     #[test]

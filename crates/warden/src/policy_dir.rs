@@ -26,6 +26,9 @@ pub fn load_dir(dir: &Path) -> Result<Policies, LoadError> {
 pub fn read_dir(dir: &Path) -> Result<PolicySources, LoadError> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
+    if !dir.exists() {
+        return Err(single(dir, &format!("`{}` does not exist", dir.display())));
+    }
     if !dir.is_dir() {
         return Err(single(
             dir,
@@ -114,18 +117,32 @@ fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<P
     }
 }
 
+/// Reads a regular file of at most [`MAX_FILE_BYTES`]. Anything else (a
+/// FIFO that would block forever, a device that never ends) is refused,
+/// and the size is enforced while reading, not trusted from metadata.
 fn read(path: &Path) -> Result<String, String> {
-    let size = fs::metadata(path)
-        .map_err(|e| format!("cannot read file: {e}"))?
-        .len();
-    if size > MAX_FILE_BYTES {
+    use std::io::Read as _;
+    let metadata = fs::metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    let file = fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(format!(
             "file is larger than {} MiB",
             MAX_FILE_BYTES / 1024 / 1024
         ));
     }
-    let bytes = fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
-    String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_owned())
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "file is not valid UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn relative(dir: &Path, path: &Path) -> String {

@@ -30,8 +30,8 @@ struct TailArgs {
     /// The store (SQLite file). Defaults to the user's data directory.
     #[arg(long, env = "WARDEN_STORE")]
     store: Option<PathBuf>,
-    /// How many records to show.
-    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// How many records to show (0 with `--follow`: only new ones).
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     lines: u32,
     /// Keep printing new records as they are written.
     #[arg(short, long)]
@@ -52,7 +52,7 @@ fn tail(args: &TailArgs, format: Format) -> CliResult {
     let store = SqliteStore::open(&path)?;
     let records = store.tail(args.lines as usize)?;
     let mut out = io::stdout().lock();
-    if format == Format::Human && records.is_empty() {
+    if format == Format::Human && records.is_empty() && args.lines > 0 {
         writeln!(out, "no decision records yet in `{}`", path.display())?;
     }
     let mut last = 0;
@@ -94,11 +94,11 @@ fn print(out: &mut impl Write, record: &DecisionRecord, format: Format) -> io::R
                 "{}  {:<16}  {:<12}  {:<26}  {:<18}  {}  [{}]",
                 short_time(&record.time),
                 verdict,
-                record.method,
-                target,
-                record.principal,
-                record.message,
-                record.decision_id
+                shown(&record.method),
+                shown(&target),
+                shown(&record.principal),
+                shown(&record.message),
+                shown(&record.decision_id)
             )
         }
     }
@@ -110,4 +110,48 @@ fn short_time(time: &str) -> String {
     let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
     let millis: String = fraction.chars().chain("000".chars()).take(3).collect();
     format!("{}.{millis}", whole.replacen('T', " ", 1))
+}
+
+/// A field as it may be printed to a terminal. Names and methods come from
+/// agents: a newline would forge a record line, an escape sequence would
+/// drive the operator's terminal, and an invisible or trailing character
+/// would make two names look alike. Such a field is shown quoted, with
+/// every such character escaped.
+fn shown(field: &str) -> std::borrow::Cow<'_, str> {
+    let suspicious = |c: char| {
+        c.is_control()
+            || (c.is_whitespace() && c != ' ')
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}')
+    };
+    let plain = !field.chars().any(suspicious) && field.trim() == field;
+    if plain {
+        return std::borrow::Cow::Borrowed(field);
+    }
+    let escaped: String = field
+        .chars()
+        .map(|c| {
+            if suspicious(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(format!("\"{escaped}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn hostile_fields_cannot_forge_lines_or_drive_the_terminal() {
+        assert_eq!(shown("fs/read_file"), "fs/read_file");
+        assert_eq!(shown("a\nb"), "\"a\\u{a}b\"");
+        assert_eq!(shown("\u{1b}[2J"), "\"\\u{1b}[2J\"");
+        assert_eq!(shown("echo "), "\"echo \"");
+        assert_eq!(shown("echo\u{200B}"), "\"echo\\u{200b}\"");
+        assert!(!shown("x\r\n2026 allow").contains('\n'));
+    }
 }

@@ -93,8 +93,8 @@ fn validate(args: &ValidateArgs, format: Format) -> CliResult {
                 }
             }
             Err(Failure::invalid(anyhow::anyhow!(
-                "the policy set in `{dir}` is invalid ({} problem(s))",
-                error.problems.len()
+                "the policy set in `{dir}` is invalid ({})",
+                crate::cli::count(error.problems.len(), "problem")
             )))
         }
     }

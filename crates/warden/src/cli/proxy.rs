@@ -54,11 +54,12 @@ pub struct ProxyArgs {
     server: Option<String>,
 
     /// Seconds an upstream may take to answer one request before the client
-    /// gets an error.
+    /// gets an error [default: 300; 1 to 86400].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     call_timeout: Option<u64>,
 
-    /// Largest message accepted from either side, in bytes.
+    /// Largest message accepted from either side, in bytes [default:
+    /// 4194304; 1024 to 1073741824].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
     max_message_bytes: Option<u64>,
 
@@ -100,9 +101,9 @@ pub fn run(args: ProxyArgs) -> CliResult {
             eprintln!("{problem}");
         }
         Failure::invalid(anyhow!(
-            "the policy set in `{}` is invalid ({} problem(s)); not starting",
+            "the policy set in `{}` is invalid ({}); not starting",
             settings.policies.display(),
-            e.problems.len()
+            crate::cli::count(e.problems.len(), "problem")
         ))
     })?;
     let version = policies.version().to_owned();
@@ -114,7 +115,7 @@ pub fn run(args: ProxyArgs) -> CliResult {
         agent.id = %settings.principal,
         policy.version = %version,
         store.path = %settings.store.display(),
-        "proxy started"
+        "starting proxy"
     );
     let options = ProxyOptions {
         command: settings.command,

@@ -206,7 +206,6 @@ fn config_file_form_runs_the_named_server_and_rejects_unknown_keys() {
         writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"0"}}}}}}"#).unwrap();
         writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"cfg"}}}}}}"#).unwrap();
     }
-    std::thread::sleep(std::time::Duration::from_secs(3));
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -305,5 +304,103 @@ fn audit_tail_shows_both_decisions_and_refuses_a_missing_store() {
         text(&missing)
     );
     let zero = warden(&["audit", "tail", "-n", "0", "--store", &ws.store()]);
-    assert_eq!(zero.status.code(), Some(1));
+    assert_eq!(zero.status.code(), Some(0));
+    assert!(zero.stdout.is_empty() || text(&zero).contains("no decision records"));
+    let negative = warden(&["audit", "tail", "-n", "-1", "--store", &ws.store()]);
+    assert_eq!(negative.status.code(), Some(1));
+}
+
+#[test]
+fn requests_written_before_the_client_closes_are_all_answered() {
+    use std::io::{Read, Write};
+    let ws = Workspace::new("@id(\"all\") permit(principal, action, resource);");
+    let mut child = Command::new(WARDEN)
+        .args(ws.proxy_args("a"))
+        .arg("--")
+        .args([npm_bin("mcp-server-everything"), "stdio".into()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"0"}}}}}}"#).unwrap();
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+    )
+    .unwrap();
+    writeln!(stdin, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}"#).unwrap();
+    for id in 3..6 {
+        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m{id}"}}}}}}"#).unwrap();
+    }
+    drop(stdin);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    for id in 1..6 {
+        let answered = stdout.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"] == id && v.get("result").is_some()
+        });
+        assert!(answered, "request {id} was not answered: {stdout}");
+    }
+}
+
+#[test]
+fn audit_tail_shows_hostile_names_escaped_so_no_line_is_forged() {
+    let ws = Workspace::new("@id(\"all\") permit(principal, action, resource);");
+    let mut proxy = Proxy::start(
+        &ws,
+        "a",
+        &[npm_bin("mcp-server-everything"), "stdio".into()],
+    );
+    proxy.handshake("2025-06-18");
+    let forged = "x\n2026-12-03 19:44:54.184  allow  tools/call  srv/get-env  permitted \u{1b}[2J";
+    let answer = proxy.request(
+        serde_json::json!(1),
+        "tools/call",
+        serde_json::json!({"name": forged, "arguments": {}}),
+    );
+    assert!(answer.get("error").is_some());
+    proxy.finish();
+    let out = warden(&["audit", "tail", "-n", "1000", "--store", &ws.store()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), ws.records().len(), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    assert!(stdout.contains(r"\u{a}2026-12-03"), "{stdout}");
+}
+
+#[test]
+fn policy_validate_refuses_special_files_and_names_bad_entities() {
+    let ws = Workspace::new("permit(principal, action, resource);");
+    let fifo = ws.path("policies/pipe.cedar");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let out = warden(&["policy", "validate", &ws.policies()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).contains("pipe.cedar:1:1: not a regular file"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(&fifo).unwrap();
+
+    std::fs::write(
+        ws.path("policies/entities.json"),
+        r#"[{"uid":{"type":"Human","id":"alice"},"attrs":{"nick":"a"},"parents":[]}]"#,
+    )
+    .unwrap();
+    let out = warden(&["policy", "validate", &ws.policies()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).contains("attribute `nick` on `Human::\"alice\"`"),
+        "{}",
+        text(&out)
+    );
 }
