@@ -37,10 +37,27 @@ pub const UPSTREAM_UNAVAILABLE: i64 = -32012;
 /// refused.
 pub const RECORD_FAILED: i64 = -32013;
 
-/// A request id, kept as the exact JSON token the client sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A request id, kept as the exact JSON token the client sent. Two ids are
+/// the same when they name the same value (`"a"` and `"\u0061"` are one
+/// id); an answer always carries the token exactly as it was sent.
+#[derive(Debug, Clone)]
 pub struct Id {
     raw: String,
+    key: String,
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Id {}
+
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
 }
 
 impl Id {
@@ -52,7 +69,10 @@ impl Id {
     /// An id Warden mints for a request it sends upstream: a small
     /// integer, which every JSON parser reads exactly.
     pub fn own(n: u64) -> Id {
-        Id { raw: n.to_string() }
+        Id {
+            raw: n.to_string(),
+            key: n.to_string(),
+        }
     }
 
     /// The id a raw JSON token names, if it is a valid request id.
@@ -70,9 +90,10 @@ impl Id {
         }
         if text.starts_with('"') {
             return match serde_json::from_str::<String>(text) {
-                // Canonical form, so `"a"` and `"\u0061"` are one id.
+                // The key is canonical, so `"a"` and `"\u0061"` are one id.
                 Ok(s) => IdToken::Valid(Id {
-                    raw: Value::String(s).to_string(),
+                    raw: text.to_owned(),
+                    key: Value::String(s).to_string(),
                 }),
                 Err(_) => IdToken::Invalid,
             };
@@ -84,6 +105,7 @@ impl Id {
         if integral {
             IdToken::Valid(Id {
                 raw: text.to_owned(),
+                key: text.to_owned(),
             })
         } else {
             IdToken::Invalid
@@ -527,6 +549,19 @@ mod tests {
             id_of(r#"{"jsonrpc":"2.0","id":-5,"result":{}}"#).as_deref(),
             Some("-5")
         );
+    }
+
+    #[test]
+    fn an_escaped_string_id_is_one_id_with_its_plain_form_but_keeps_its_bytes() {
+        let escaped = parse(r#"{"jsonrpc":"2.0","id":"\u0061","method":"ping"}"#).unwrap();
+        let plain = parse(r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#).unwrap();
+        let (Message::Request { id: e, .. }, Message::Request { id: p, .. }) =
+            (escaped.message, plain.message)
+        else {
+            panic!("requests expected");
+        };
+        assert_eq!(e, p);
+        assert_eq!(e.raw(), r#""\u0061""#);
     }
 
     #[test]
