@@ -80,3 +80,46 @@ pub struct DecisionRecord {
     /// The Warden process that wrote the record.
     pub instance: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decision record's JSON (what `warden audit tail --format json`
+    /// prints) is an interface: a change to it must show up here.
+    #[test]
+    fn the_json_shape_of_a_record_is_stable() {
+        let record = DecisionRecord {
+            seq: 7,
+            decision_id: "01a23d61-60fd-73b0-8b1d-1a85cbacb45d".into(),
+            kind: RecordKind::Decision,
+            time: "2026-12-03T19:28:41.725Z".into(),
+            principal: "Agent::\"claude\"".into(),
+            acting_for: Some("alice".into()),
+            method: "tools/call".into(),
+            server: "fs".into(),
+            tool: Some("read_text_file".into()),
+            args_digest: Some("sha256:ab".into()),
+            args_redacted: Some(serde_json::json!({"path": "<string:12>"})),
+            decision: Some("deny".into()),
+            reason: "no_permit".into(),
+            message: "no policy permits this request".into(),
+            policy_ids: vec![],
+            errors: vec![],
+            policy_version: Some("sha256:e138060d8e161558".into()),
+            latency_us: Some(42),
+            outcome: "denied".into(),
+            instance: "warden-proxy-1".into(),
+        };
+        let expected = concat!(
+            r#"{"seq":7,"decision_id":"01a23d61-60fd-73b0-8b1d-1a85cbacb45d","kind":"decision","#,
+            r#""time":"2026-12-03T19:28:41.725Z","principal":"Agent::\"claude\"","acting_for":"alice","#,
+            r#""method":"tools/call","server":"fs","tool":"read_text_file","args_digest":"sha256:ab","#,
+            r#""args_redacted":{"path":"<string:12>"},"decision":"deny","reason":"no_permit","#,
+            r#""message":"no policy permits this request","policy_ids":[],"errors":[],"#,
+            r#""policy_version":"sha256:e138060d8e161558","latency_us":42,"outcome":"denied","#,
+            r#""instance":"warden-proxy-1"}"#
+        );
+        assert_eq!(serde_json::to_string(&record).unwrap(), expected);
+    }
+}
