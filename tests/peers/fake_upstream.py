@@ -23,11 +23,14 @@ Options:
   start, and the two lines ``[db] Connected`` and ``{"not":"jsonrpc"}`` on stdout before
   every tools/call response.
 * ``--exit-after-initialize``: exit with code 0 right after answering ``initialize``.
+* ``--close-stdin-after-initialize``: right after answering ``initialize``, close stdin
+  and keep running without reading (a server that stops listening but does not die).
 * ``--log FILE``: append every line received on stdin to FILE (flushed at once).
 """
 
 import argparse
 import json
+import time
 import os
 import sys
 import threading
@@ -75,9 +78,10 @@ TOOLS = [
 
 
 class Server:
-    def __init__(self, banner, exit_after_initialize, log_path):
+    def __init__(self, banner, exit_after_initialize, log_path, close_stdin_after_initialize=False):
         self.banner = banner
         self.exit_after_initialize = exit_after_initialize
+        self.close_stdin_after_initialize = close_stdin_after_initialize
         self.log_file = open(log_path, "ab", buffering=0) if log_path else None
         self.out = sys.stdout.buffer
         self.lock = threading.Lock()
@@ -150,6 +154,10 @@ class Server:
             )
             if self.exit_after_initialize:
                 self.shutdown(0)
+            if self.close_stdin_after_initialize:
+                os.close(0)
+                while True:
+                    time.sleep(1)
         elif method == "ping":
             self.result(req_id, {})
         elif method == "tools/list":
@@ -198,9 +206,11 @@ def main():
     parser = argparse.ArgumentParser(description="Scripted stdio MCP server for fault injection.")
     parser.add_argument("--banner", action="store_true", help="emit non-JSON noise lines on stdout")
     parser.add_argument("--exit-after-initialize", action="store_true", help="exit 0 right after answering initialize")
+    parser.add_argument("--close-stdin-after-initialize", action="store_true",
+                        help="close stdin right after answering initialize and keep running")
     parser.add_argument("--log", metavar="FILE", help="append every received line to FILE")
     args = parser.parse_args()
-    server = Server(args.banner, args.exit_after_initialize, args.log)
+    server = Server(args.banner, args.exit_after_initialize, args.log, args.close_stdin_after_initialize)
     try:
         code = server.serve()
     except (BrokenPipeError, KeyboardInterrupt):

@@ -87,6 +87,8 @@ enum Event {
     Signal(i32),
     Server(Line),
     ServerEof,
+    /// Writing to the upstream's stdin failed.
+    ServerInputClosed,
     Tick,
 }
 
@@ -121,7 +123,7 @@ pub fn run_stdio_proxy(
         )?;
     }
     let to_server = match child.stdin.take() {
-        Some(stdin) => Some(start_writer(stdin)?),
+        Some(stdin) => Some(start_writer(stdin, events.clone())?),
         None => None,
     };
     start_signals(events.clone())?;
@@ -208,7 +210,9 @@ fn event_loop(
                 let tail = String::from_utf8_lossy(&tail);
                 relay.on_server_oversized(&head, &tail, max, log)
             }
-            Event::ServerEof => return upstream_gone(relay, &mut pipes, log),
+            Event::ServerEof | Event::ServerInputClosed => {
+                return upstream_gone(relay, &mut pipes, log)
+            }
             Event::Tick => {
                 // A child that exited while a grandchild keeps its stdout open
                 // never sends EOF; give the pipe a moment to drain, then treat
@@ -258,6 +262,9 @@ enum Delivery {
 /// Sends each output, and says which side, if any, can no longer be
 /// written to.
 fn deliver(outputs: Vec<Out>, pipes: &mut Pipes<'_>) -> Delivery {
+    // INVARIANT: a failure on one side never drops what is owed to the
+    // other: every client line is still written when the upstream is gone.
+    let mut server_gone = false;
     for output in outputs {
         match output {
             Out::Client(line) => {
@@ -272,13 +279,15 @@ fn deliver(outputs: Vec<Out>, pipes: &mut Pipes<'_>) -> Delivery {
             }
             Out::Server(line) => {
                 let sent = pipes.to_server.as_ref().map(|s| s.send(line));
-                if !matches!(sent, Some(Ok(()))) {
-                    return Delivery::ServerGone;
-                }
+                server_gone |= !matches!(sent, Some(Ok(())));
             }
         }
     }
-    Delivery::Done
+    if server_gone {
+        Delivery::ServerGone
+    } else {
+        Delivery::Done
+    }
 }
 
 // LIMITATION: a SIGKILLed warden leaves its child running until the child
@@ -330,7 +339,10 @@ fn start_reader(
         .map_err(ProxyError::Thread)
 }
 
-fn start_writer(mut stdin: ChildStdin) -> Result<Sender<String>, ProxyError> {
+fn start_writer(
+    mut stdin: ChildStdin,
+    events: Sender<Event>,
+) -> Result<Sender<String>, ProxyError> {
     let (sender, receiver) = mpsc::channel::<String>();
     thread::Builder::new()
         .name("warden-upstream-writer".to_owned())
@@ -341,6 +353,9 @@ fn start_writer(mut stdin: ChildStdin) -> Result<Sender<String>, ProxyError> {
                     .and_then(|()| stdin.write_all(b"\n"))
                     .and_then(|()| stdin.flush());
                 if written.is_err() {
+                    // The upstream stopped reading: say so now, so requests
+                    // in flight are answered at once, not at their timeout.
+                    let _ = events.send(Event::ServerInputClosed);
                     return;
                 }
             }

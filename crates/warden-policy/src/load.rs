@@ -105,6 +105,42 @@ impl Policies {
     pub fn policy_count(&self) -> usize {
         self.policy_count
     }
+
+    /// The server names the policies mention (`Server::"fs"`, or the server
+    /// part of `Tool::"fs/read_file"` and of resource and prompt ids). A
+    /// gateway serving a server none of them names can warn that rules
+    /// written for another name never apply to it.
+    pub fn referenced_servers(&self) -> std::collections::BTreeSet<String> {
+        let mut servers = std::collections::BTreeSet::new();
+        for policy in self.set.policies() {
+            if let Ok(json) = policy.to_json() {
+                collect_servers(&json, &mut servers);
+            }
+        }
+        servers
+    }
+}
+
+fn collect_servers(value: &serde_json::Value, servers: &mut std::collections::BTreeSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let field = |key: &str| map.get(key).and_then(serde_json::Value::as_str);
+            match (field("type"), field("id")) {
+                (Some("Server"), Some(id)) => {
+                    servers.insert(id.to_owned());
+                }
+                (Some("Tool" | "Resource" | "Prompt"), Some(id)) => {
+                    if let Some((server, _)) = id.split_once('/') {
+                        servers.insert(server.to_owned());
+                    }
+                }
+                _ => {}
+            }
+            map.values().for_each(|v| collect_servers(v, servers));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_servers(v, servers)),
+        _ => {}
+    }
 }
 
 /// Parses the Warden schema. It is part of this crate, so failure is a bug

@@ -370,3 +370,14 @@ fn endless_if_chains_are_refused() {
     };
     assert!(load(&sources).is_ok());
 }
+
+#[test]
+fn the_servers_a_policy_set_names_are_known() {
+    let pdp = pdp(r#"
+        permit(principal, action, resource in Server::"fs");
+        forbid(principal, action, resource == Tool::"git/push");
+        permit(principal, action, resource) when { resource in Server::"memory" };
+    "#);
+    let names: Vec<String> = pdp.policies().referenced_servers().into_iter().collect();
+    assert_eq!(names, ["fs", "git", "memory"]);
+}

@@ -45,19 +45,21 @@ impl SqliteStore {
         if path.is_dir() {
             return Err(StoreError::IsDirectory(name));
         }
-        let open_err = |source| StoreError::Open {
-            path: name.clone(),
-            source,
-        };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        migrate(&mut conn, &name)?;
-        Ok(SqliteStore { conn })
+        // Several proxies often start at once on one store (an MCP client
+        // starts all its servers together). Switching to WAL and migrating
+        // can meet a lock the busy handler does not wait for, so opening is
+        // retried for a while before it fails.
+        let deadline = std::time::Instant::now() + OPEN_PATIENCE;
+        loop {
+            match open_once(path, &name) {
+                Err(StoreError::Open { source, .. })
+                    if is_busy(&source) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                result => return result,
+            }
+        }
     }
 
     fn query(
@@ -74,13 +76,50 @@ impl SqliteStore {
     }
 }
 
+/// How long opening waits for other processes holding the store's lock.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn open_once(path: &Path, name: &str) -> Result<SqliteStore, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: name.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    migrate(&mut conn, name)?;
+    Ok(SqliteStore { conn })
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn migrate(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
     let open_err = |source| StoreError::Open {
         path: name.to_owned(),
         source,
     };
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    let tx = conn.transaction().map_err(open_err)?;
+    let version = |conn: &Connection| -> rusqlite::Result<i64> {
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+    };
+    // Up to date: nothing to write, so nothing to lock.
+    if version(conn).map_err(open_err)? == known {
+        return Ok(());
+    }
+    // IMMEDIATE takes the write lock up front (waiting for it), so two
+    // processes never both read an old version and then both migrate.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(open_err)?;
     let current: i64 = tx
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .optional()
@@ -254,6 +293,30 @@ mod tests {
         expected.seq = 3;
         assert_eq!(tail[1], expected);
         assert_eq!(store.since(1, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn many_writers_opening_a_new_store_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let writers: Vec<_> = (0..8)
+            .map(|n| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut store = SqliteStore::open(&path)?;
+                    store.append(&record(&format!("w{n}")))
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap().unwrap();
+        }
+        assert_eq!(
+            SqliteStore::open(&path).unwrap().tail(100).unwrap().len(),
+            8
+        );
     }
 
     #[test]

@@ -96,9 +96,9 @@ fn print(out: &mut impl Write, record: &DecisionRecord, format: Format) -> io::R
                 verdict,
                 shown(&record.method),
                 shown(&target),
-                shown(&record.principal),
-                shown(&record.message),
-                shown(&record.decision_id)
+                shown_text(&record.principal),
+                shown_text(&record.message),
+                shown_text(&record.decision_id)
             )
         }
     }
@@ -112,46 +112,60 @@ fn short_time(time: &str) -> String {
     format!("{}.{millis}", whole.replacen('T', " ", 1))
 }
 
-/// A field as it may be printed to a terminal. Names and methods come from
+/// A name or method as it may be printed to a terminal. These come from
 /// agents: a newline would forge a record line, an escape sequence would
-/// drive the operator's terminal, and an invisible or trailing character
-/// would make two names look alike. Such a field is shown quoted, with
-/// every such character escaped.
+/// drive the operator's terminal, bidi controls or invisible characters
+/// would make two names look alike, and spaces would fake extra columns.
+/// Anything outside the characters MCP names use is therefore shown quoted,
+/// with every other character escaped.
 fn shown(field: &str) -> std::borrow::Cow<'_, str> {
-    let suspicious = |c: char| {
-        c.is_control()
-            || (c.is_whitespace() && c != ' ')
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}')
-    };
-    let plain = !field.chars().any(suspicious) && field.trim() == field;
-    if plain {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@<>\"`'=+,*?#()[]{}".contains(c);
+    if !field.is_empty() && field.chars().all(plain) && !field.contains('"') {
         return std::borrow::Cow::Borrowed(field);
     }
-    let escaped: String = field
-        .chars()
+    std::borrow::Cow::Owned(format!("\"{}\"", escaped(field, |c| plain(c) && c != '"')))
+}
+
+/// A sentence of Warden's own, which may quote agent-supplied names: spaces
+/// stay, everything else outside printable ASCII is escaped.
+fn shown_text(text: &str) -> String {
+    escaped(text, |c| c == ' ' || c.is_ascii_graphic())
+}
+
+fn escaped(text: &str, keep: impl Fn(char) -> bool) -> String {
+    text.chars()
         .map(|c| {
-            if suspicious(c) {
-                c.escape_unicode().to_string()
-            } else {
+            if keep(c) {
                 c.to_string()
+            } else if c == '"' {
+                "\\\"".to_owned()
+            } else {
+                c.escape_unicode().to_string()
             }
         })
-        .collect();
-    std::borrow::Cow::Owned(format!("\"{escaped}\""))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{shown, shown_text};
 
     #[test]
     fn hostile_fields_cannot_forge_lines_or_drive_the_terminal() {
         assert_eq!(shown("fs/read_file"), "fs/read_file");
+        assert_eq!(shown("Agent::\"claude\""), "\"Agent::\\\"claude\\\"\"");
         assert_eq!(shown("a\nb"), "\"a\\u{a}b\"");
         assert_eq!(shown("\u{1b}[2J"), "\"\\u{1b}[2J\"");
-        assert_eq!(shown("echo "), "\"echo \"");
-        assert_eq!(shown("echo\u{200B}"), "\"echo\\u{200b}\"");
-        assert!(!shown("x\r\n2026 allow").contains('\n'));
+        assert_eq!(shown("echo "), "\"echo\\u{20}\"");
+        assert_eq!(shown("x\u{2066}y"), "\"x\\u{2066}y\"");
+        assert_eq!(shown("x\u{301}"), "\"x\\u{301}\"");
+        assert_eq!(
+            shown("x  default  Agent"),
+            "\"x\\u{20}\\u{20}default\\u{20}\\u{20}Agent\""
+        );
+        assert_eq!(
+            shown_text("unknown tool `a\u{1b}b` here"),
+            "unknown tool `a\\u{1b}b` here"
+        );
     }
 }

@@ -107,6 +107,16 @@ pub fn run(args: ProxyArgs) -> CliResult {
         ))
     })?;
     let version = policies.version().to_owned();
+    let named = policies.referenced_servers();
+    if !named.is_empty() && !named.contains(&settings.server) {
+        // Scoping rules to a server by name is the usual way to write them; a
+        // proxy started under another name silently escapes them.
+        tracing::warn!(
+            mcp.server = %settings.server,
+            policy.servers = ?named,
+            "the policies name other servers than this one; rules scoped to them never apply here (check --server-name)"
+        );
+    }
     let pdp = Arc::new(Pdp::new(policies, settings.limits));
     let mut store = SqliteStore::open(&settings.store)?;
 

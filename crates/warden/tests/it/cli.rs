@@ -404,3 +404,19 @@ fn policy_validate_refuses_special_files_and_names_bad_entities() {
         text(&out)
     );
 }
+
+#[test]
+fn proxy_warns_when_the_policies_only_name_other_servers() {
+    let ws = Workspace::new(
+        "@id(\"fs-only\") forbid(principal, action, resource in Server::\"fs\");\n\
+         @id(\"all\") permit(principal, action, resource);",
+    );
+    let mut proxy = Proxy::start(&ws, "a", &fake_upstream(&[]));
+    proxy.handshake("2025-06-18");
+    let (_, stderr) = proxy.finish();
+    assert!(
+        stderr.contains("the policies name other servers"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"fs\""), "{stderr}");
+}

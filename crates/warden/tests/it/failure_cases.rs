@@ -282,7 +282,7 @@ fn c15_an_upstream_that_exits_after_initialize_fails_the_next_call() {
                            "params": {"name": "echo", "arguments": {"message": "x"}}}));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut answered = None;
-    while answered.is_none() && Instant::now() < deadline {
+    while answered.is_none() && !proxy.closed && Instant::now() < deadline {
         answered = proxy
             .next(Duration::from_millis(200))
             .filter(|v| v["id"] == 1);
@@ -424,4 +424,29 @@ fn an_unknown_method_is_refused_unless_policy_allows_it_and_then_relayed_intact(
         json!({"kept": [1, 2]}),
         "unknown fields survive"
     );
+}
+
+#[test]
+fn c15_an_upstream_that_stops_reading_ends_the_session_at_once() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let mut args = ws.proxy_args("a");
+    args.extend(["--call-timeout".into(), "120".into()]);
+    let mut proxy = Proxy::start_with(
+        &ws,
+        args,
+        &fake_upstream(&["--close-stdin-after-initialize"]),
+    );
+    proxy.handshake("2025-06-18");
+    let started = Instant::now();
+    proxy.send_json(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                           "params": {"name": "echo", "arguments": {"message": "x"}}}));
+    let answer = proxy.response("1");
+    assert_eq!(error_code(&answer), -32012, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered only at the timeout"
+    );
+    let (code, stderr) = proxy.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("upstream server `srv` exited"), "{stderr}");
 }

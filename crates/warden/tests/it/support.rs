@@ -122,6 +122,8 @@ pub struct Proxy {
     lines: Receiver<String>,
     stderr: Receiver<String>,
     pub seen: Vec<Value>,
+    /// The proxy closed its stdout.
+    pub closed: bool,
 }
 
 impl Proxy {
@@ -150,6 +152,7 @@ impl Proxy {
             lines,
             stderr,
             seen: Vec::new(),
+            closed: false,
         }
     }
 
@@ -167,7 +170,15 @@ impl Proxy {
     /// The next line the proxy writes, as JSON; every stdout line must be
     /// JSON-RPC.
     pub fn next(&mut self, timeout: Duration) -> Option<Value> {
-        let line = self.lines.recv_timeout(timeout).ok()?;
+        let line = match self.lines.recv_timeout(timeout) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.closed = true;
+                thread::sleep(timeout.min(Duration::from_millis(50)));
+                return None;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => return None,
+        };
         let value: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("proxy stdout carried a non-JSON line {line:?}: {e}"));
         assert_eq!(value["jsonrpc"], "2.0", "not JSON-RPC: {line}");
