@@ -12,6 +12,13 @@ fn warden(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `warden policy validate DIR` must fail with exit 3 and say `needle`.
+fn assert_invalid(dir: &str, needle: &str) {
+    let out = warden(&["policy", "validate", dir]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(needle), "{}", text(&out));
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -64,26 +71,14 @@ fn policy_validate_refuses_missing_empty_and_binary_inputs_with_exit_3() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out).contains("no `.cedar` files"), "{}", text(&out));
     std::fs::write(ws.path("policies/bin.cedar"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
-    let out = warden(&["policy", "validate", &ws.policies()]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        text(&out).contains("bin.cedar:1:1: file is not valid UTF-8"),
-        "{}",
-        text(&out)
-    );
+    assert_invalid(&ws.policies(), "bin.cedar:1:1: file is not valid UTF-8");
     std::fs::write(
         ws.path("policies/bin.cedar"),
         "permit(principal, action, resource);",
     )
     .unwrap();
     std::fs::write(ws.path("policies/entities.json"), "{not json").unwrap();
-    let out = warden(&["policy", "validate", &ws.policies()]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        text(&out).contains("entities.json:1:2: invalid JSON"),
-        "{}",
-        text(&out)
-    );
+    assert_invalid(&ws.policies(), "entities.json:1:2: invalid JSON");
 }
 
 #[test]
@@ -382,13 +377,7 @@ fn policy_validate_refuses_special_files_and_names_bad_entities() {
     let fifo = ws.path("policies/pipe.cedar");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let out = warden(&["policy", "validate", &ws.policies()]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        text(&out).contains("pipe.cedar:1:1: not a regular file"),
-        "{}",
-        text(&out)
-    );
+    assert_invalid(&ws.policies(), "pipe.cedar:1:1: not a regular file");
     std::fs::remove_file(&fifo).unwrap();
 
     std::fs::write(
@@ -396,13 +385,7 @@ fn policy_validate_refuses_special_files_and_names_bad_entities() {
         r#"[{"uid":{"type":"Human","id":"alice"},"attrs":{"nick":"a"},"parents":[]}]"#,
     )
     .unwrap();
-    let out = warden(&["policy", "validate", &ws.policies()]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        text(&out).contains("attribute `nick` on `Human::\"alice\"`"),
-        "{}",
-        text(&out)
-    );
+    assert_invalid(&ws.policies(), "attribute `nick` on `Human::\"alice\"`");
 }
 
 #[test]
