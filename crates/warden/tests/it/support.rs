@@ -268,7 +268,18 @@ impl Proxy {
 }
 
 impl Drop for Proxy {
+    /// A test that fails half-way still stops everything it started: SIGTERM
+    /// lets warden stop its upstream; SIGKILL follows if it does not exit.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
