@@ -560,7 +560,10 @@ impl Relay {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one step of the relay with everything it decides on; a struct would only rename them"
+    )]
     fn decide_and_forward(
         &mut self,
         parsed: &Parsed,

@@ -48,7 +48,7 @@ impl Pdp {
             Ok(arguments) => arguments,
             Err(e) => return self.refuse(Reason::InvalidArguments(e)),
         };
-        let cedar_request = match self.build(request, Some(&arguments)) {
+        let cedar_request = match self.build(request, &arguments) {
             Ok(built) => built,
             Err(message) => return self.refuse(Reason::InvalidRequest(message)),
         };
@@ -143,20 +143,17 @@ impl Pdp {
     fn build(
         &self,
         request: &DecisionRequest<'_>,
-        arguments: Option<&Arguments>,
+        arguments: &Arguments,
     ) -> Result<(Request, Entities), String> {
         let (principal, resource, entities, mut pairs) = self.parts(request)?;
-        let mut entities = entities;
-        if let Some(arguments) = arguments {
-            let (args_uid, args_entities) = argument_entities(arguments)?;
-            entities = entities
-                .add_entities(args_entities, Some(&self.policies.schema))
-                .map_err(|e| e.to_string())?;
-            pairs.push((
-                "args".to_owned(),
-                RestrictedExpression::new_entity_uid(args_uid),
-            ));
-        }
+        let (args_uid, args_entities) = argument_entities(arguments)?;
+        let entities = entities
+            .add_entities(args_entities, Some(&self.policies.schema))
+            .map_err(|e| e.to_string())?;
+        pairs.push((
+            "args".to_owned(),
+            RestrictedExpression::new_entity_uid(args_uid),
+        ));
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
         let query = Request::new(
             principal,
@@ -171,7 +168,10 @@ impl Pdp {
 
     /// Principal, resource, the entity store for this request (without the
     /// arguments), and every context pair except `args`.
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a private tuple of the four request parts, used twice"
+    )]
     fn parts(
         &self,
         request: &DecisionRequest<'_>,
