@@ -1,0 +1,15 @@
+//! Warden's central gateway (`warden serve`): each configured upstream MCP
+//! server, a stdio child or a remote Streamable HTTP server, exposed at its
+//! own Streamable HTTP endpoint for many authenticated agents.
+//!
+//! This crate owns HTTP, sessions, agent authentication and upstream
+//! transports. Every decision about a message is the relay's
+//! (`warden_mcp::Relay`), the same one the stdio proxy runs: one relay per
+//! downstream session, over one upstream session of its own, so what a server
+//! sends reaches only the client it belongs to.
+//!
+//! See `README.md` beside this crate for the protocol choices.
+
+pub mod auth;
+pub mod config;
+pub mod upstream;
