@@ -23,7 +23,7 @@ Options:
   start, and the two lines ``[db] Connected`` and ``{"not":"jsonrpc"}`` on stdout before
   every tools/call response.
 * ``--exit-after-initialize``: exit with code 0 right after answering ``initialize``.
-* ``--close-stdin-after-initialize``: right after answering ``initialize``, close stdin
+* ``--close-stdin-after-initialize``: close stdin just before answering ``initialize``,
   and keep running without reading (a server that stops listening but does not die).
 * ``--log FILE``: append every line received on stdin to FILE (flushed at once).
 """
@@ -144,6 +144,10 @@ class Server:
     def handle(self, req_id, method, params):
         if method == "initialize":
             version = params.get("protocolVersion") if isinstance(params, dict) else None
+            if self.close_stdin_after_initialize:
+                # Closed before the answer goes out, so that everything the
+                # client sends after the handshake meets a closed pipe.
+                os.close(0)
             self.result(
                 req_id,
                 {
@@ -155,7 +159,6 @@ class Server:
             if self.exit_after_initialize:
                 self.shutdown(0)
             if self.close_stdin_after_initialize:
-                os.close(0)
                 while True:
                     time.sleep(1)
         elif method == "ping":
