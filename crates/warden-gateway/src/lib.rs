@@ -7,9 +7,14 @@
 //! (`warden_mcp::Relay`), the same one the stdio proxy runs: one relay per
 //! downstream session, over one upstream session of its own, so what a server
 //! sends reaches only the client it belongs to.
-//!
-//! See `README.md` beside this crate for the protocol choices.
 
+pub mod app;
 pub mod auth;
 pub mod config;
+pub mod error;
+pub mod log;
+pub mod metrics;
+pub mod session;
 pub mod upstream;
+
+pub use app::{app, Gateway};

@@ -1,14 +1,16 @@
-//! Warden's durable state. For now: the decision log, in an embedded SQLite
-//! file.
+//! Warden's durable state. For now: the decision log and the agents' API
+//! key hashes, in an embedded SQLite file.
 //!
 //! This crate owns how records are kept and read back; what a record says is
 //! decided by the gateway that writes it. Writing is synchronous and durable
 //! (the transaction is committed before `append` returns), because the
 //! gateway refuses a call whose record could not be written.
 
+mod keys;
 mod record;
 mod sqlite;
 
+pub use keys::{ApiKey, KeyStore};
 pub use record::{DecisionRecord, RecordKind};
 pub use sqlite::SqliteStore;
 
@@ -45,6 +47,10 @@ pub enum StoreError {
     /// The store path names a directory.
     #[error("cannot open the store `{0}`: it is a directory")]
     IsDirectory(String),
+    /// A writer sharing the store failed in the middle of a write; nothing
+    /// more is written through that handle.
+    #[error("the store is unusable after a failed write in another task")]
+    Poisoned,
 }
 
 /// The decision log: append-only records of decisions and their outcomes.

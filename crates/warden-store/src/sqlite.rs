@@ -8,7 +8,8 @@ use crate::{DecisionLog, DecisionRecord, RecordKind, StoreError};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: &[&str] = &["CREATE TABLE decision_records (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE decision_records (
         seq            INTEGER PRIMARY KEY AUTOINCREMENT,
         decision_id    TEXT NOT NULL,
         kind           TEXT NOT NULL,
@@ -30,12 +31,23 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE decision_records (
         outcome        TEXT NOT NULL,
         instance       TEXT NOT NULL
     );
-    CREATE INDEX decision_records_decision_id ON decision_records (decision_id);"];
+    CREATE INDEX decision_records_decision_id ON decision_records (decision_id);",
+    "CREATE TABLE api_keys (
+        key_id      TEXT PRIMARY KEY,
+        key_hash    TEXT NOT NULL UNIQUE,
+        principal_type TEXT NOT NULL,
+        principal_id   TEXT NOT NULL,
+        acting_for  TEXT,
+        label       TEXT,
+        created     TEXT NOT NULL,
+        revoked     TEXT
+    );",
+];
 
 /// A decision log in one SQLite file (WAL mode, full sync on commit).
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl SqliteStore {

@@ -1,0 +1,210 @@
+//! Why the gateway refused an HTTP request, and the one mapping from each
+//! reason to what the client sees.
+//!
+//! Refusals that happen before a message reaches its session's relay are
+//! HTTP answers; what the relay decides about a message (denials, upstream
+//! failures) are JSON-RPC answers the relay writes itself.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use warden_mcp::jsonrpc;
+
+/// A request the gateway refused before any relay saw it.
+#[derive(Debug, Clone)]
+pub enum GatewayError {
+    /// The `Host` header names a host not configured (DNS rebinding).
+    ForeignHost,
+    /// The `Origin` header names an origin not configured.
+    ForeignOrigin,
+    /// No server of that name is served.
+    NoSuchServer,
+    /// No credential, or a bad one; carries the `WWW-Authenticate` value.
+    Unauthenticated {
+        /// The challenge.
+        challenge: String,
+    },
+    /// A POST whose body is not declared as JSON.
+    NotJson,
+    /// A body that is not UTF-8.
+    NotUtf8,
+    /// A GET that does not accept `text/event-stream`.
+    NotEventStream,
+    /// A request that needs `Mcp-Session-Id` came without one.
+    SessionRequired {
+        /// The request's id, when it had one.
+        id: Option<jsonrpc::Id>,
+    },
+    /// The client probed the stateless 2026-07-28 revision.
+    StatelessUnsupported {
+        /// The request's id.
+        id: Option<jsonrpc::Id>,
+    },
+    /// The session id is unknown, ended, or another principal's.
+    NoSuchSession,
+    /// The session ended while the request was being answered.
+    SessionEnded,
+    /// `MCP-Protocol-Version` names a version Warden does not speak.
+    UnsupportedVersion,
+    /// `MCP-Protocol-Version` differs from the session's.
+    VersionMismatch,
+    /// The session already has its GET stream open.
+    StreamOpen,
+    /// Too many sessions are open.
+    TooManySessions,
+    /// The upstream could not be reached to start a session.
+    UpstreamUnavailable {
+        /// The server's configured name.
+        server: String,
+    },
+}
+
+impl GatewayError {
+    /// A stable label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GatewayError::ForeignHost => "foreign_host",
+            GatewayError::ForeignOrigin => "foreign_origin",
+            GatewayError::NoSuchServer => "no_such_server",
+            GatewayError::Unauthenticated { .. } => "unauthenticated",
+            GatewayError::NotJson => "not_json",
+            GatewayError::NotUtf8 => "not_utf8",
+            GatewayError::NotEventStream => "not_event_stream",
+            GatewayError::SessionRequired { .. } => "session_required",
+            GatewayError::StatelessUnsupported { .. } => "stateless_unsupported",
+            GatewayError::NoSuchSession => "no_such_session",
+            GatewayError::SessionEnded => "session_ended",
+            GatewayError::UnsupportedVersion => "unsupported_version",
+            GatewayError::VersionMismatch => "version_mismatch",
+            GatewayError::StreamOpen => "stream_open",
+            GatewayError::TooManySessions => "too_many_sessions",
+            GatewayError::UpstreamUnavailable { .. } => "upstream_unavailable",
+        }
+    }
+}
+
+/// How an answer's body is written.
+enum Body {
+    /// One line of text.
+    Text(String),
+    /// A JSON-RPC error with this code, answering this id.
+    Rpc(Option<jsonrpc::Id>, i64, String),
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        use GatewayError as E;
+        let text = |s: &str| Body::Text(s.to_owned());
+        let (status, body) = match &self {
+            E::ForeignHost => (
+                StatusCode::FORBIDDEN,
+                text("the `Host` header names a host this gateway does not serve"),
+            ),
+            E::ForeignOrigin => (
+                StatusCode::FORBIDDEN,
+                text("requests from this `Origin` are not accepted"),
+            ),
+            E::NoSuchServer => (
+                StatusCode::NOT_FOUND,
+                text("no MCP server of that name is served here"),
+            ),
+            E::Unauthenticated { .. } => {
+                (StatusCode::UNAUTHORIZED, text("authentication required"))
+            }
+            E::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                text("messages must be sent as `Content-Type: application/json`"),
+            ),
+            E::NotUtf8 => (
+                StatusCode::BAD_REQUEST,
+                Body::Rpc(
+                    None,
+                    jsonrpc::PARSE_ERROR,
+                    "the body is not UTF-8".to_owned(),
+                ),
+            ),
+            E::NotEventStream => (
+                StatusCode::NOT_ACCEPTABLE,
+                text("the server message stream needs `Accept: text/event-stream`"),
+            ),
+            E::SessionRequired { id } => (
+                StatusCode::BAD_REQUEST,
+                Body::Rpc(
+                    id.clone(),
+                    jsonrpc::INVALID_REQUEST,
+                    "`Mcp-Session-Id` is required; start a session with `initialize`".to_owned(),
+                ),
+            ),
+            // LIMITATION: the stateless 2026-07-28 revision is not served
+            // yet; SDK clients that probe it fall back to `initialize` on
+            // this error.
+            E::StatelessUnsupported { id } => (
+                StatusCode::BAD_REQUEST,
+                Body::Rpc(
+                    id.clone(),
+                    jsonrpc::INVALID_REQUEST,
+                    "protocol version 2026-07-28 is not supported here; use `initialize`"
+                        .to_owned(),
+                ),
+            ),
+            E::NoSuchSession => (
+                StatusCode::NOT_FOUND,
+                text("no such session; start a new one with `initialize`"),
+            ),
+            E::SessionEnded => (
+                StatusCode::NOT_FOUND,
+                Body::Rpc(
+                    None,
+                    jsonrpc::UPSTREAM_UNAVAILABLE,
+                    "the session ended; start a new one with `initialize`".to_owned(),
+                ),
+            ),
+            E::UnsupportedVersion => (
+                StatusCode::BAD_REQUEST,
+                text(
+                    "unsupported `MCP-Protocol-Version`; supported: 2024-11-05, 2025-03-26, \
+                     2025-06-18, 2025-11-25",
+                ),
+            ),
+            E::VersionMismatch => (
+                StatusCode::BAD_REQUEST,
+                text("`MCP-Protocol-Version` differs from the version this session agreed"),
+            ),
+            E::StreamOpen => (
+                StatusCode::CONFLICT,
+                text("this session has a server message stream open already"),
+            ),
+            E::TooManySessions => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                text("too many sessions are open; retry later"),
+            ),
+            E::UpstreamUnavailable { server } => (
+                StatusCode::BAD_GATEWAY,
+                Body::Rpc(
+                    None,
+                    jsonrpc::UPSTREAM_UNAVAILABLE,
+                    format!("upstream server `{server}` is unavailable"),
+                ),
+            ),
+        };
+        let mut response = match body {
+            Body::Text(message) => (status, format!("{message}\n")).into_response(),
+            Body::Rpc(id, code, message) => json_body(
+                status,
+                jsonrpc::error_response(id.as_ref(), code, &message, None),
+            ),
+        };
+        if let E::Unauthenticated { challenge } = &self {
+            if let Ok(value) = HeaderValue::from_str(challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}
+
+/// A JSON body with its content type.
+pub fn json_body(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
