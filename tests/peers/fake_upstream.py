@@ -23,8 +23,9 @@ Options:
   start, and the two lines ``[db] Connected`` and ``{"not":"jsonrpc"}`` on stdout before
   every tools/call response.
 * ``--exit-after-initialize``: exit with code 0 right after answering ``initialize``.
-* ``--close-stdin-after-initialize``: close stdin just before answering ``initialize``,
-  and keep running without reading (a server that stops listening but does not die).
+* ``--close-stdin-after-initialize``: on ``notifications/initialized``, close stdin, send a
+  ``notifications/message`` saying ``stdin closed``, and keep running without reading (a
+  server that stops listening but does not die).
 * ``--log FILE``: append every line received on stdin to FILE (flushed at once).
 """
 
@@ -138,16 +139,23 @@ class Server:
             if not isinstance(method, str):
                 continue  # a response from the client: nothing to do
             if "id" not in message:
+                if method == "notifications/initialized" and self.close_stdin_after_initialize:
+                    self.stop_reading()
                 continue  # a notification: ignored
             self.handle(message["id"], method, message.get("params") or {})
+
+    def stop_reading(self):
+        """Close stdin, say so on stdout (after the close, so a client that
+        waits for the notice knows the pipe is shut), and never read again."""
+        os.close(0)
+        self.write_lines([json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                      "params": {"level": "info", "data": "stdin closed"}})])
+        while True:
+            time.sleep(1)
 
     def handle(self, req_id, method, params):
         if method == "initialize":
             version = params.get("protocolVersion") if isinstance(params, dict) else None
-            if self.close_stdin_after_initialize:
-                # Closed before the answer goes out, so that everything the
-                # client sends after the handshake meets a closed pipe.
-                os.close(0)
             self.result(
                 req_id,
                 {
@@ -158,9 +166,6 @@ class Server:
             )
             if self.exit_after_initialize:
                 self.shutdown(0)
-            if self.close_stdin_after_initialize:
-                while True:
-                    time.sleep(1)
         elif method == "ping":
             self.result(req_id, {})
         elif method == "tools/list":

@@ -8,7 +8,10 @@ Usage:
                        [--read-resource URI] [--list-prompts] [--get-prompt NAME JSON_ARGS] ...
                        -- COMMAND [ARGS...]
 
-Starts COMMAND as a stdio MCP server (with the full current environment plus every
+  python sdk_client.py --url URL [--header K=V ...] [options] [operations ...]
+
+Starts COMMAND as a stdio MCP server (or, with --url, connects over Streamable HTTP
+sending every --header on each request) (with the full current environment plus every
 --env K=V), runs the operations in command-line order and prints ONE JSON document:
 
   {"protocolVersion": "...", "serverInfo": {...} | null, "ops": [...]}
@@ -83,6 +86,8 @@ def parse_command_line(argv):
     )
     parser.add_argument("--mode", default="auto", choices=["auto", "legacy", "2026-07-28"])
     parser.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment for COMMAND")
+    parser.add_argument("--url", help="connect to this Streamable HTTP endpoint instead of running COMMAND")
+    parser.add_argument("--header", action="append", default=[], metavar="K=V", help="HTTP header for --url")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="S", help="overall deadline (default 60)")
     parser.add_argument(
         "--request-timeout", type=float, default=None, metavar="S", help="per-request read timeout (default: none)"
@@ -104,14 +109,20 @@ def parse_command_line(argv):
     )
 
     if "--" not in argv:
-        parser.parse_args(argv)  # handles --help and reports unknown options first
-        parser.error("missing '-- COMMAND [ARGS...]'")
-    split = argv.index("--")
-    args = parser.parse_args(argv[:split])
-    command = argv[split + 1 :]
-    if not command:
-        parser.error("missing COMMAND after '--'")
+        args = parser.parse_args(argv)  # handles --help and reports unknown options first
+        if not args.url:
+            parser.error("missing '-- COMMAND [ARGS...]' (or --url URL)")
+        command = []
+    else:
+        split = argv.index("--")
+        args = parser.parse_args(argv[:split])
+        command = argv[split + 1 :]
+        if args.url:
+            parser.error("give either --url or '-- COMMAND', not both")
+        if not command:
+            parser.error("missing COMMAND after '--'")
     args.command = command
+    args.headers = parse_env(parser, args.header)
     args.ops = getattr(args, "ops", None) or []
     args.extra_env = parse_env(parser, args.env)
     if args.timeout <= 0:
@@ -206,11 +217,18 @@ async def session(args, doc):
     import anyio
     from mcp import Client, MCPError, StdioServerParameters
 
-    params = StdioServerParameters(
-        command=args.command[0],
-        args=args.command[1:],
-        env={**os.environ, **args.extra_env},
-    )
+    if args.url:
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        http = httpx2.AsyncClient(headers=args.headers, timeout=args.request_timeout or 30.0)
+        params = streamable_http_client(args.url, http_client=http)
+    else:
+        params = StdioServerParameters(
+            command=args.command[0],
+            args=args.command[1:],
+            env={**os.environ, **args.extra_env},
+        )
     client = Client(
         params,
         mode=args.mode,

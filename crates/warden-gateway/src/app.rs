@@ -646,3 +646,43 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
         })
 }
+
+// === serving ===
+
+/// How often idle sessions are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(15);
+
+/// Serves `gateway` on `listener` until `stop` resolves, then shuts down
+/// gracefully: open server-message streams end, requests in flight get their
+/// answers, and every session's upstream is stopped.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let reaper = {
+        let gateway = Arc::clone(&gateway);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(REAP_EVERY);
+            loop {
+                every.tick().await;
+                gateway.reap_sessions().await;
+            }
+        })
+    };
+    let stopping = {
+        let gateway = Arc::clone(&gateway);
+        async move {
+            stop.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            gateway.begin_shutdown();
+        }
+    };
+    let service = app(Arc::clone(&gateway)).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(stopping)
+        .await;
+    reaper.abort();
+    gateway.close_all().await;
+    served
+}

@@ -17,4 +17,4 @@ pub mod metrics;
 pub mod session;
 pub mod upstream;
 
-pub use app::{app, Gateway};
+pub use app::{app, serve, Gateway};

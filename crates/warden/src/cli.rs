@@ -4,8 +4,11 @@
 //! broken pipe on output exits 0.
 
 pub mod audit;
+pub mod config;
+pub mod keys;
 pub mod policy;
 pub mod proxy;
+pub mod serve;
 
 use std::io;
 use std::process::ExitCode;
@@ -52,6 +55,17 @@ pub enum Command {
     Every decision is written to the decision log; read it with `warden audit tail`.\n\
     Denied calls get JSON-RPC error -32010 naming the decision id and the reason.")]
     Proxy(proxy::ProxyArgs),
+    /// Run the central gateway: every configured MCP server at its own
+    /// Streamable HTTP endpoint, for agents with API keys or JWTs.
+    #[command(after_help = "Example:\n  \
+    warden serve --config examples/gateway/warden.toml\n\n\
+    Each server is served at `/mcp/NAME`; `/healthz`, `/readyz` and `/metrics` are for operators.\n\
+    Mint agent keys with `warden keys create`; check the file with `warden config check`.")]
+    Serve(serve::ServeArgs),
+    /// Manage the API keys agents present to `warden serve`.
+    Keys(keys::KeysArgs),
+    /// Check a configuration file, or print its JSON Schema.
+    Config(config::ConfigArgs),
     /// Work with policy sets.
     Policy(policy::PolicyArgs),
     /// Read the decision log.
@@ -129,6 +143,17 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 pub type CliResult = Result<ExitCode, Failure>;
+
+/// Identity ids appear in policy and logs; refuse ones that cannot be read
+/// back unambiguously.
+pub fn check_id(flag: &str, id: &str) -> Result<(), Failure> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        return Err(Failure::error(anyhow::anyhow!(
+            "`--{flag}` must be 1 to 256 characters with no control characters"
+        )));
+    }
+    Ok(())
+}
 
 /// `1 problem`, `3 problems`.
 pub fn count(n: usize, noun: &str) -> String {

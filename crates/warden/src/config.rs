@@ -1,136 +1,48 @@
 //! The configuration file (`warden.toml`) and the defaults it falls back to.
 //!
-//! The file shape (`Raw*`) is parsed strictly — an unknown key is an error —
-//! and turned into the settings the commands use. Secrets are never written
-//! in the file itself: `${VAR}` in a server's `env` is read from Warden's
-//! environment when the server starts, and errors name the variable, never
-//! a value.
+//! The file shape (`raw.rs`) is parsed strictly — an unknown key is an error
+//! — and every problem in the file is reported in one pass, each with its
+//! key path and `file:line:column` (`parse.rs`, `problem.rs`). `serve.rs`
+//! turns the file into the settings the commands run with. Secrets are
+//! never written in the file itself: `${VAR}` and `file:PATH` references
+//! (`secret.rs`) are resolved when a command needs them, and errors name the
+//! variable or file, never a value.
 
-use std::collections::BTreeMap;
+pub mod parse;
+pub mod problem;
+pub mod raw;
+pub mod secret;
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
-use serde::Deserialize;
 
-/// The file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    /// The policy directory, relative to the file.
-    pub policies: Option<PathBuf>,
-    /// The SQLite store, relative to the file.
-    pub store: Option<PathBuf>,
-    #[serde(default)]
-    pub identity: RawIdentity,
-    #[serde(default)]
-    pub limits: RawLimits,
-    #[serde(default)]
-    pub servers: BTreeMap<String, RawServer>,
-}
+pub use problem::ConfigProblems;
+pub use raw::RawConfig;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIdentity {
-    pub agent: Option<String>,
-    pub acting_for: Option<String>,
-}
+use problem::{KeyPath, Problems};
+use secret::Resolver;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLimits {
-    pub call_timeout_secs: Option<u64>,
-    pub max_message_bytes: Option<usize>,
-    pub max_argument_bytes: Option<usize>,
-    pub max_argument_depth: Option<usize>,
-    pub max_argument_values: Option<usize>,
-}
-
-impl RawLimits {
-    /// Every limit must lie in its range: a zero or astronomically large
-    /// limit is a mistake, not a setting.
-    fn check(&self) -> anyhow::Result<()> {
-        let ranges: [(&str, Option<u64>, u64, u64); 5] = [
-            ("call_timeout_secs", self.call_timeout_secs, 1, 86_400),
-            (
-                "max_message_bytes",
-                self.max_message_bytes.map(as_u64),
-                1024,
-                1 << 30,
-            ),
-            (
-                "max_argument_bytes",
-                self.max_argument_bytes.map(as_u64),
-                1,
-                1 << 30,
-            ),
-            (
-                "max_argument_depth",
-                self.max_argument_depth.map(as_u64),
-                1,
-                128,
-            ),
-            (
-                "max_argument_values",
-                self.max_argument_values.map(as_u64),
-                1,
-                1_000_000,
-            ),
-        ];
-        for (key, value, low, high) in ranges {
-            if let Some(value) = value.filter(|v| !(low..=high).contains(v)) {
-                bail!("limits.{key} is {value}; it must be between {low} and {high}");
-            }
-        }
-        Ok(())
-    }
-}
-
-fn as_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    pub command: String,
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-}
-
-/// A loaded configuration file, with paths resolved against its folder.
+/// A loaded configuration file, checked on its own, with paths resolved
+/// against its folder.
 #[derive(Debug)]
 pub struct Config {
+    /// The file as written.
     pub raw: RawConfig,
+    /// The file's folder.
     pub base: PathBuf,
 }
 
 impl Config {
-    /// Reads and checks `path`.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the configuration `{}`", path.display()))?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
-            let message = e.message().trim().to_owned();
-            let place = e
-                .span()
-                .map(|span| line_col(&text, span.start))
-                .map_or_else(String::new, |(l, c)| format!(":{l}:{c}"));
-            anyhow!(
-                "invalid configuration `{}{place}`: {message}",
-                path.display()
-            )
-        })?;
-        raw.limits
-            .check()
-            .map_err(|e| anyhow!("invalid configuration `{}`: {e}", path.display()))?;
-        for name in raw.servers.keys() {
-            check_server_name(name).with_context(|| {
-                format!("invalid configuration `{}`: servers.{name}", path.display())
-            })?;
+    /// Reads `path` and checks everything the file says on its own.
+    pub fn load(path: &Path) -> Result<Config, ConfigProblems> {
+        let (raw, text, mut problems) = read_raw(path)?;
+        let base = base_of(path);
+        serve::build(&raw, &base, serve::Mode::Static, &mut problems);
+        if !problems.is_empty() {
+            return Err(problems.into_error(path, Some(&text)));
         }
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Config { raw, base })
     }
 
@@ -142,6 +54,50 @@ impl Config {
             self.base.join(path)
         }
     }
+
+    /// The value of server `server`'s `env` entry `key`, its references
+    /// resolved.
+    pub fn secret(&self, server: &str, key: &str, value: &str) -> anyhow::Result<String> {
+        let resolver = Resolver {
+            base: &self.base,
+            resolve: true,
+        };
+        let mut problems = Problems::default();
+        let path = KeyPath::root()
+            .key("servers")
+            .key(server)
+            .key("env")
+            .key(key);
+        resolver.value(value, &path, &mut problems).ok_or_else(|| {
+            let error = problems.into_error(Path::new(""), None);
+            let found: Vec<String> = error.problems().iter().map(ToString::to_string).collect();
+            anyhow!("{}", found.join("; "))
+        })
+    }
+}
+
+/// Everything `warden serve` runs with, from the file at `path`: every
+/// secret resolved and every named file found, or every problem at once.
+pub fn load_for_serve(
+    path: &Path,
+) -> Result<(warden_gateway::config::GatewayConfig, serve::ServeSettings), ConfigProblems> {
+    let (raw, text, mut problems) = read_raw(path)?;
+    let built = serve::build(&raw, &base_of(path), serve::Mode::Serve, &mut problems);
+    match built {
+        Some(built) if problems.is_empty() => Ok(built),
+        _ => Err(problems.into_error(path, Some(&text))),
+    }
+}
+
+fn read_raw(path: &Path) -> Result<(RawConfig, String, Problems), ConfigProblems> {
+    let text = parse::read(path)?;
+    let (raw, problems) = parse::parse(path, &text)?;
+    Ok((raw, text, problems))
+}
+
+fn base_of(path: &Path) -> PathBuf {
+    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    std::path::absolute(&parent).unwrap_or(parent)
 }
 
 /// Server names become part of tool ids (`server/tool`) and log fields.
@@ -154,28 +110,6 @@ pub fn check_server_name(name: &str) -> anyhow::Result<()> {
         bail!("server name `{name}` must be 1 to 64 ASCII letters, digits, `_` or `-`");
     }
     Ok(())
-}
-
-/// Expands `${VAR}` references in a server's environment from Warden's own
-/// environment. A missing variable is an error naming the key and the
-/// variable, never any value.
-pub fn expand_env(key: &str, value: &str) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(rest.get(..start).unwrap_or_default());
-        let after = rest.get(start + 2..).unwrap_or_default();
-        let end = after
-            .find('}')
-            .ok_or_else(|| anyhow!("env `{key}`: unterminated `${{` reference"))?;
-        let var = after.get(..end).unwrap_or_default();
-        let resolved = std::env::var(var)
-            .map_err(|_| anyhow!("env `{key}`: the variable `{var}` it refers to is not set"))?;
-        out.push_str(&resolved);
-        rest = after.get(end + 1..).unwrap_or_default();
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// The store to use: the given path, or `decisions.db` in the user's data
@@ -193,28 +127,21 @@ pub fn store_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(dir.join("decisions.db"))
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> anyhow::Result<Config> {
-        let dir = tempfile::tempdir()?;
+    fn parse(text: &str) -> Result<Config, ConfigProblems> {
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("warden.toml");
-        std::fs::write(&path, text)?;
+        std::fs::write(&path, text).unwrap();
         Config::load(&path)
     }
 
     #[test]
     fn rejects_unknown_keys_with_their_place() {
         let err = parse("policies = \"p\"\n[identity]\nagnet = \"x\"\n").unwrap_err();
-        let text = format!("{err:#}");
+        let text = err.to_string();
         assert!(text.contains(":3:1"), "{text}");
         assert!(text.contains("agnet"), "{text}");
     }
@@ -235,7 +162,7 @@ mod tests {
                 "limits.max_message_bytes",
             ),
         ] {
-            let err = format!("{:#}", parse(text).unwrap_err());
+            let err = parse(text).unwrap_err().to_string();
             assert!(
                 err.contains(key) && err.contains("must be between"),
                 "{err}"
@@ -247,17 +174,22 @@ mod tests {
     #[test]
     fn rejects_server_names_that_would_break_tool_ids() {
         let err = parse("[servers.\"a/b\"]\ncommand = \"x\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("server name `a/b`"));
+        assert!(err.to_string().contains("server name `a/b`"), "{err}");
     }
 
     #[test]
     fn env_references_name_the_missing_variable_not_a_value() {
-        let err = expand_env("TOKEN", "Bearer ${WARDEN_TEST_SURELY_UNSET_VAR}").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "env `TOKEN`: the variable `WARDEN_TEST_SURELY_UNSET_VAR` it refers to is not set"
+        let config = parse("[servers.s]\ncommand = \"x\"\n").unwrap();
+        let err = config
+            .secret("s", "TOKEN", "Bearer ${WARDEN_TEST_SURELY_UNSET_VAR}")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("servers.s.env.TOKEN"), "{text}");
+        assert!(
+            text.contains("the variable `WARDEN_TEST_SURELY_UNSET_VAR` it refers to is not set"),
+            "{text}"
         );
-        assert_eq!(expand_env("K", "plain").unwrap(), "plain");
-        assert!(expand_env("K", "${OPEN").is_err());
+        assert_eq!(config.secret("s", "K", "plain").unwrap(), "plain");
+        assert!(config.secret("s", "K", "${OPEN").is_err());
     }
 }

@@ -47,6 +47,9 @@ fn run() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Proxy(args) => cli::proxy::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Keys(args) => cli::keys::run(args, cli.format),
+        Command::Config(args) => cli::config::run(args, cli.format),
         Command::Policy(args) => cli::policy::run(args, cli.format),
         Command::Audit(args) => cli::audit::run(args, cli.format),
     };
@@ -70,8 +73,9 @@ fn report(failure: Failure) -> ExitCode {
 
 /// Logs go to stderr only: over stdio, stdout carries the protocol.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warden=info,warden_mcp=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,warden=info,warden_mcp=info,warden_gateway=info")
+    });
     use std::io::IsTerminal as _;
     let colour = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()

@@ -22,6 +22,21 @@ pub fn load_dir(dir: &Path) -> Result<Policies, LoadError> {
     warden_policy::load(&sources)
 }
 
+/// The policy set a command starts with: every problem printed to stderr
+/// and the command refused (exit 3) when the set is invalid.
+pub fn load_for_start(dir: &Path) -> Result<Policies, crate::cli::Failure> {
+    load_dir(dir).map_err(|e| {
+        for problem in &e.problems {
+            eprintln!("{problem}");
+        }
+        crate::cli::Failure::invalid(anyhow::anyhow!(
+            "the policy set in `{}` is invalid ({}); not starting",
+            dir.display(),
+            crate::cli::count(e.problems.len(), "problem")
+        ))
+    })
+}
+
 /// Reads every source file of `dir`, reporting unreadable files as problems.
 pub fn read_dir(dir: &Path) -> Result<PolicySources, LoadError> {
     let mut problems = Vec::new();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use clap::{Args, ValueEnum};
 use warden_mcp::{run_stdio_proxy, ProxyExit, ProxyOptions, RelayConfig};
 use warden_policy::{Limits, Pdp, Principal};
@@ -96,16 +96,7 @@ struct Settings {
 
 pub fn run(args: ProxyArgs) -> CliResult {
     let settings = settings(args)?;
-    let policies = policy_dir::load_dir(&settings.policies).map_err(|e| {
-        for problem in &e.problems {
-            eprintln!("{problem}");
-        }
-        Failure::invalid(anyhow!(
-            "the policy set in `{}` is invalid ({}); not starting",
-            settings.policies.display(),
-            crate::cli::count(e.problems.len(), "problem")
-        ))
-    })?;
+    let policies = policy_dir::load_for_start(&settings.policies)?;
     let version = policies.version().to_owned();
     let named = policies.referenced_servers();
     if !named.is_empty() && !named.contains(&settings.server) {
@@ -194,13 +185,24 @@ fn settings(args: ProxyArgs) -> Result<Settings, Failure> {
                 "give the server either with `--config`/`--server` or after `--`, not both"
             )))
         }
+        Some(server) if server.command.is_empty() => {
+            let name = args.server.as_deref().unwrap_or_default();
+            return Err(Failure::error(anyhow!(
+                "server `{name}` is a remote server; `warden proxy` runs local stdio servers"
+            ))
+            .with_help("serve remote servers with `warden serve --config FILE`"));
+        }
         Some(server) => {
             let mut command = vec![OsString::from(&server.command)];
             command.extend(server.args.iter().map(OsString::from));
             let env = server
                 .env
                 .iter()
-                .map(|(k, v)| Ok((OsString::from(k), OsString::from(config::expand_env(k, v)?))))
+                .map(|(k, v)| {
+                    let name = args.server.as_deref().unwrap_or_default();
+                    let value = file.as_ref().map(|f| f.secret(name, k, v)).transpose()?;
+                    Ok((OsString::from(k), OsString::from(value.unwrap_or_default())))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()
                 .context("cannot prepare the server's environment")?;
             (command, env)
@@ -229,13 +231,13 @@ fn settings(args: ProxyArgs) -> Result<Settings, Failure> {
             Failure::error(anyhow!("no agent id given"))
                 .with_help("pass `--agent ID`: the id policies name as `Agent::\"ID\"`")
         })?;
-    check_id("agent", &agent)?;
+    crate::cli::check_id("agent", &agent)?;
     let acting_for = args.acting_for.or_else(|| {
         file.as_ref()
             .and_then(|c| c.raw.identity.acting_for.clone())
     });
     if let Some(human) = &acting_for {
-        check_id("acting-for", human)?;
+        crate::cli::check_id("acting-for", human)?;
     }
     let principal = match args.principal_type {
         PrincipalKind::Agent => Principal::Agent(agent),
@@ -289,17 +291,4 @@ fn settings(args: ProxyArgs) -> Result<Settings, Failure> {
         max_message_bytes,
         limits,
     })
-}
-
-/// Identity ids appear in policy and logs; refuse ones that cannot be read
-/// back unambiguously.
-fn check_id(flag: &str, id: &str) -> Result<(), Failure> {
-    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-        bail_failure(flag)?;
-    }
-    Ok(())
-}
-
-fn bail_failure(flag: &str) -> anyhow::Result<()> {
-    bail!("`--{flag}` must be 1 to 256 characters with no control characters")
 }

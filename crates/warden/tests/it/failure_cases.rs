@@ -437,6 +437,15 @@ fn c15_an_upstream_that_stops_reading_ends_the_session_at_once() {
         &fake_upstream(&["--close-stdin-after-initialize"]),
     );
     proxy.handshake("2025-06-18");
+    // The upstream says so once its input is closed; only then is the call
+    // sent, so the test does not race the close.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let notice = proxy.next(Duration::from_millis(200));
+        if notice.is_some_and(|n| n["params"]["data"] == "stdin closed") {
+            break;
+        }
+    }
     let started = Instant::now();
     proxy.send_json(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                            "params": {"name": "echo", "arguments": {"message": "x"}}}));
