@@ -14,6 +14,9 @@ pub mod raw;
 pub mod secret;
 pub mod serve;
 
+#[cfg(test)]
+mod checks;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
