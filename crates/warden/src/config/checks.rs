@@ -55,10 +55,22 @@ fn every_problem_is_reported_in_one_pass_with_its_path_and_place() {
          [servers.web]\nurl = \"ftp://x\"\nbogus = 1\n",
     );
     assert!(has(&problems, "FILE:1:1: polices:"), "{problems:#?}");
-    assert!(has(&problems, "gateway.listen: `nowhere` is not an IP address"), "{problems:#?}");
-    assert!(has(&problems, "gateway.max_sessions: is 0"), "{problems:#?}");
-    assert!(has(&problems, "servers.fs: give either `command`"), "{problems:#?}");
-    assert!(has(&problems, "servers.web.url: must be http or https"), "{problems:#?}");
+    assert!(
+        has(&problems, "gateway.listen: `nowhere` is not an IP address"),
+        "{problems:#?}"
+    );
+    assert!(
+        has(&problems, "gateway.max_sessions: is 0"),
+        "{problems:#?}"
+    );
+    assert!(
+        has(&problems, "servers.fs: give either `command`"),
+        "{problems:#?}"
+    );
+    assert!(
+        has(&problems, "servers.web.url: must be http or https"),
+        "{problems:#?}"
+    );
     assert!(has(&problems, "servers.web.bogus"), "{problems:#?}");
 }
 
@@ -77,8 +89,14 @@ fn inline_credentials_are_refused_without_being_echoed() {
         "[servers.web]\nurl = \"https://mcp.example/mcp\"\n\
          headers = { Authorization = \"Bearer sk-live-not-a-real-secret\" }\n",
     );
-    assert!(has(&problems, "servers.web.headers.Authorization"), "{problems:#?}");
-    assert!(!has(&problems, "sk-live-not-a-real-secret"), "{problems:#?}");
+    assert!(
+        has(&problems, "servers.web.headers.Authorization"),
+        "{problems:#?}"
+    );
+    assert!(
+        !has(&problems, "sk-live-not-a-real-secret"),
+        "{problems:#?}"
+    );
     let problems = serve_problems(
         "[servers.web]\nurl = \"https://mcp.example/mcp\"\nbearer_token = \"plain-token-value\"\n",
     );
@@ -93,8 +111,20 @@ fn secret_references_name_what_is_missing_never_a_value() {
          bearer_token = \"${WARDEN_TEST_UNSET_TOKEN_VAR}\"\n\
          [servers.fs]\ncommand = \"cat\"\nenv = { KEY = \"file:missing.txt\" }\n",
     );
-    assert!(has(&problems, "`WARDEN_TEST_UNSET_TOKEN_VAR` it refers to is not set"), "{problems:#?}");
-    assert!(has(&problems, "servers.fs.env.KEY: cannot read the secret file `missing.txt`"), "{problems:#?}");
+    assert!(
+        has(
+            &problems,
+            "`WARDEN_TEST_UNSET_TOKEN_VAR` it refers to is not set"
+        ),
+        "{problems:#?}"
+    );
+    assert!(
+        has(
+            &problems,
+            "servers.fs.env.KEY: cannot read the secret file `missing.txt`"
+        ),
+        "{problems:#?}"
+    );
 }
 
 #[test]
@@ -125,29 +155,44 @@ fn jwt_settings_need_one_key_source_and_a_trusted_url() {
         "[auth.jwt]\nissuer = \"https://i.example\"\njwks_file = \"k.json\"\n\
          jwks_url = \"https://i.example/k\"\n[servers.fs]\ncommand = \"cat\"\n",
     );
-    assert!(has(&both, "give either `jwks_file` or `jwks_url`"), "{both:#?}");
+    assert!(
+        has(&both, "give either `jwks_file` or `jwks_url`"),
+        "{both:#?}"
+    );
     let plain_http = serve_problems(
         "[auth.jwt]\nissuer = \"https://i.example\"\njwks_url = \"http://i.example/k\"\n\
          [servers.fs]\ncommand = \"cat\"\n",
     );
-    assert!(has(&plain_http, "auth.jwt.jwks_url: must be https"), "{plain_http:#?}");
+    assert!(
+        has(&plain_http, "auth.jwt.jwks_url: must be https"),
+        "{plain_http:#?}"
+    );
     let no_issuer = serve_problems(
         "[auth.jwt]\njwks_url = \"https://i.example/k\"\n[servers.fs]\ncommand = \"cat\"\n",
     );
-    assert!(has(&no_issuer, "auth.jwt.issuer: is required"), "{no_issuer:#?}");
+    assert!(
+        has(&no_issuer, "auth.jwt.issuer: is required"),
+        "{no_issuer:#?}"
+    );
 }
 
 #[test]
 fn turning_every_authentication_off_is_refused() {
     let problems = serve_problems("[auth]\napi_keys = false\n[servers.fs]\ncommand = \"cat\"\n");
-    assert!(has(&problems, "neither `api_keys` nor `jwt` is on"), "{problems:#?}");
+    assert!(
+        has(&problems, "neither `api_keys` nor `jwt` is on"),
+        "{problems:#?}"
+    );
 }
 
 #[test]
 fn a_public_listener_needs_its_allowed_hosts() {
     let problems =
         serve_problems("[gateway]\nlisten = \"0.0.0.0:8080\"\n[servers.fs]\ncommand = \"cat\"\n");
-    assert!(has(&problems, "gateway.allowed_hosts: is required"), "{problems:#?}");
+    assert!(
+        has(&problems, "gateway.allowed_hosts: is required"),
+        "{problems:#?}"
+    );
 }
 
 #[test]

@@ -154,6 +154,9 @@ impl Problems {
                 }
             }
         }
+        // In the order of the file, as a reader goes through it; problems
+        // of the file as a whole (no place) come last.
+        problems.sort_by_key(|p| p.location.unwrap_or((usize::MAX, usize::MAX)));
         if self.dropped > 0 {
             problems.push(Problem {
                 path: String::new(),

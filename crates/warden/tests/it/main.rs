@@ -14,6 +14,7 @@
 )]
 
 mod cli;
+mod cli_gateway;
 mod failure_cases;
 mod real_peers;
 mod support;
