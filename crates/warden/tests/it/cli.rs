@@ -1,30 +1,14 @@
 //! The command line: exit codes, messages and hostile arguments.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::support::*;
-
-fn warden(args: &[&str]) -> Output {
-    Command::new(WARDEN)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 /// `warden policy validate DIR` must fail with exit 3 and say `needle`.
 fn assert_invalid(dir: &str, needle: &str) {
     let out = warden(&["policy", "validate", dir]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains(needle), "{}", text(&out));
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

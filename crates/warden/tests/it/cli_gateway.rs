@@ -1,27 +1,9 @@
 //! The gateway's commands: `warden config`, `warden keys`, and `warden serve`
 //! refusing to start on a bad configuration.
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
 use crate::support::*;
-
-fn warden(args: &[&str]) -> Output {
-    Command::new(WARDEN)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A workspace with a `warden.toml` holding `body` after the policies and
 /// store lines.

@@ -378,3 +378,21 @@ pub fn upstream_lines(log: &Path) -> Vec<String> {
 pub fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["kind"] == kind).collect()
 }
+
+/// Runs `warden ARGS` to completion, without colour.
+pub fn warden(args: &[&str]) -> std::process::Output {
+    Command::new(WARDEN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// A finished command's stdout and stderr, as text.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
