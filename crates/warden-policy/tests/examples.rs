@@ -17,6 +17,7 @@ type TestResult = Result<(), Box<dyn Error>>;
 /// The examples this file has decision tests for.
 const TESTED: &[&str] = &[
     "confined-dir",
+    "gateway/policies",
     "no-destructive",
     "per-human",
     "read-only-fs",
@@ -28,13 +29,20 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// Every example directory, by name, in name order.
+/// Every example policy directory, relative to `examples/`, in name order:
+/// a directory of its own, or the `policies` directory of a configuration
+/// example (one with a `warden.toml`).
 fn example_names() -> Result<Vec<String>, Box<dyn Error>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(examples_dir())? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().join("warden.toml").exists() {
+                names.push(format!("{name}/policies"));
+            } else {
+                names.push(name);
+            }
         }
     }
     names.sort();
@@ -260,7 +268,9 @@ fn every_example_policy_has_an_id() -> TestResult {
 
 #[test]
 fn every_example_readme_gives_its_proxy_command() -> TestResult {
-    for name in example_names()? {
+    // Configuration examples are run with `warden serve`, which their
+    // `warden.toml` explains.
+    for name in example_names()?.iter().filter(|n| !n.contains('/')) {
         let readme = fs::read_to_string(examples_dir().join(&name).join("README.md"))?;
         let command = format!("warden proxy --policies examples/{name} --agent ");
         assert!(
@@ -838,5 +848,59 @@ fn per_human_denies_a_service_account_outside_finance() -> TestResult {
         &json!({ "a": 1, "b": 41 }),
     );
     assert_not_permitted(&sum, "build-bot");
+    Ok(())
+}
+
+// === gateway ===
+
+#[test]
+fn gateway_example_lets_claude_read_files_and_use_two_safe_tools() -> TestResult {
+    let pdp = example("gateway/policies")?;
+    let args = json!({ "path": "data/report.txt" });
+    for tool in [
+        "read_text_file",
+        "list_directory",
+        "list_allowed_directories",
+    ] {
+        assert_permitted(&call(&pdp, &agent(), "fs", tool, &args), "fs-read", tool);
+    }
+    for tool in ["echo", "get-sum"] {
+        let decision = call(&pdp, &agent(), "everything", tool, &json!({}));
+        assert_permitted(&decision, "everything-safe-tools", tool);
+    }
+    for action in [
+        Action::ToolsList,
+        Action::ResourcesList,
+        Action::PromptsList,
+    ] {
+        assert_permitted(&list(&pdp, &agent(), action, "fs"), "lists", "a list");
+    }
+    Ok(())
+}
+
+#[test]
+fn gateway_example_refuses_writes_other_tools_and_other_agents() -> TestResult {
+    let pdp = example("gateway/policies")?;
+    let write = json!({ "path": "data/evil.txt", "content": "x" });
+    assert_not_permitted(
+        &call(&pdp, &agent(), "fs", "write_file", &write),
+        "write_file",
+    );
+    let env_tool = call(&pdp, &agent(), "everything", "get-env", &json!({}));
+    assert_not_permitted(&env_tool, "get-env");
+    // The same tool of another server is another resource.
+    let echo_fs = call(&pdp, &agent(), "fs", "echo", &json!({}));
+    assert_not_permitted(&echo_fs, "fs/echo");
+    let other = service_account("ci");
+    let read = call(
+        &pdp,
+        &other,
+        "fs",
+        "read_text_file",
+        &json!({ "path": "data/report.txt" }),
+    );
+    assert_not_permitted(&read, "another principal");
+    assert!(!listed(&pdp, &agent(), "fs", "write_file"));
+    assert!(listed(&pdp, &agent(), "everything", "echo"));
     Ok(())
 }
