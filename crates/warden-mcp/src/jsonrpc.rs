@@ -230,11 +230,19 @@ pub fn parse(text: &str) -> Result<Parsed, Invalid> {
         ));
     }
     if !trimmed.starts_with('{') {
-        return Err(invalid(
-            PARSE_ERROR,
-            "message is not a JSON object",
-            "parse_error",
-        ));
+        // Well-formed JSON of another shape is a request JSON-RPC cannot
+        // read (-32600); anything else is not JSON at all (-32700).
+        return Err(
+            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+                invalid(
+                    INVALID_REQUEST,
+                    "message is not a JSON object",
+                    "not_an_object",
+                )
+            } else {
+                invalid(PARSE_ERROR, "message is not JSON", "parse_error")
+            },
+        );
     }
     let members: Vec<(String, Box<RawValue>)> = match members(text) {
         Ok(members) => members,
@@ -578,6 +586,26 @@ mod tests {
     fn only_the_top_level_id_counts() {
         let text = r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"set","arguments":{"id":99}},"id":5}"#;
         assert_eq!(id_of(text).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_is_an_invalid_request_and_garbage_a_parse_error() {
+        for text in ["\"ping\"", "42", "null", "true", " \"x\" "] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(
+                (err.code, err.label),
+                (INVALID_REQUEST, "not_an_object"),
+                "{text}"
+            );
+        }
+        for text in ["ping", "", "\"unterminated", "42 43", "nul"] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(
+                (err.code, err.label),
+                (PARSE_ERROR, "parse_error"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -1273,6 +1273,12 @@ fn malformed_client_messages_are_answered_recorded_and_never_forwarded() {
         ("[]", jsonrpc::INVALID_REQUEST, Value::Null, "batch"),
         ("hello", jsonrpc::PARSE_ERROR, Value::Null, "parse_error"),
         (
+            r#""ping""#,
+            jsonrpc::INVALID_REQUEST,
+            Value::Null,
+            "not_an_object",
+        ),
+        (
             r#"{"jsonrpc":"2.0","id":1,"method":"ping""#,
             jsonrpc::PARSE_ERROR,
             Value::Null,
