@@ -425,6 +425,15 @@ pub fn error_response(id: Option<&Id>, code: i64, message: &str, data: Option<Va
     )
 }
 
+/// A result response with `id`.
+pub fn result_response(id: &Id, result: &Value) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{}}}",
+        id.raw(),
+        result
+    )
+}
+
 /// A request Warden sends on its own account.
 pub fn request(id: &Id, method: &str, params: &Value) -> String {
     format!(

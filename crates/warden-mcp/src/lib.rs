@@ -11,4 +11,4 @@ pub mod record;
 pub mod relay;
 
 pub use proxy::{run_stdio_proxy, ProxyError, ProxyExit, ProxyOptions};
-pub use relay::{Out, Relay, RelayConfig, RelayStats};
+pub use relay::{Out, Relay, RelayConfig, RelayStats, DECISION_META};

@@ -78,6 +78,8 @@ const PLUMBING_NOTIFICATIONS: &[&str] = &[
 /// Most client requests awaiting an answer at once; more are refused, so a
 /// client cannot grow Warden's memory without bound.
 const MAX_IN_FLIGHT: usize = 4096;
+/// The `_meta` key under which Warden's own answers carry their decision.
+pub const DECISION_META: &str = "warden/decision";
 /// Most pages Warden follows when it lists an upstream's tools itself.
 const MAX_CATALOG_PAGES: usize = 100;
 
@@ -518,14 +520,7 @@ impl Relay {
                     name.escape_debug(),
                     self.config.server
                 );
-                return self.reject(
-                    id,
-                    jsonrpc::INVALID_PARAMS,
-                    "unknown_tool",
-                    &message,
-                    subject,
-                    log,
-                );
+                return self.reject_unknown_tool(id, &message, subject, log);
             }
             Some(_) => {}
             None => {
@@ -991,6 +986,47 @@ impl Relay {
         subject: Subject,
         log: &mut dyn DecisionLog,
     ) -> Vec<Out> {
+        let decision_id = self.record_refusal(label, message, subject, log);
+        let data = json!({"decision_id": decision_id, "reason": label});
+        vec![Out::Client(jsonrpc::error_response(
+            Some(id),
+            code,
+            message,
+            Some(data),
+        ))]
+    }
+
+    /// A call of a tool the server does not offer is refused and recorded
+    /// like any other refusal, but answered as a tool execution error
+    /// (`isError: true`), as the official SDKs' servers answer it: a model
+    /// sees that text and can correct itself, where a protocol error is
+    /// usually hidden from it. Nothing reaches the server.
+    fn reject_unknown_tool(
+        &mut self,
+        id: &Id,
+        message: &str,
+        subject: Subject,
+        log: &mut dyn DecisionLog,
+    ) -> Vec<Out> {
+        let label = "unknown_tool";
+        let decision_id = self.record_refusal(label, message, subject, log);
+        let result = json!({
+            "content": [{"type": "text", "text": format!("{message} (decision {decision_id})")}],
+            "isError": true,
+            "_meta": {DECISION_META: {"decision_id": decision_id, "reason": label}},
+        });
+        vec![Out::Client(jsonrpc::result_response(id, &result))]
+    }
+
+    /// Writes the record of a refusal decided before policy; returns its
+    /// decision id.
+    fn record_refusal(
+        &mut self,
+        label: &str,
+        message: &str,
+        subject: Subject,
+        log: &mut dyn DecisionLog,
+    ) -> String {
         self.stats.client_rejected += 1;
         let decision_id = record::new_decision_id();
         let entry = record::refusal_record(
@@ -1002,13 +1038,7 @@ impl Relay {
             Some(self.pdp.policies().version()),
         );
         let _ = self.write(log, &entry);
-        let data = json!({"decision_id": decision_id, "reason": label});
-        vec![Out::Client(jsonrpc::error_response(
-            Some(id),
-            code,
-            message,
-            Some(data),
-        ))]
+        decision_id
     }
 
     fn fail_pending(

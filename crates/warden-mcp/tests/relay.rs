@@ -299,6 +299,21 @@ fn error_code(answer: &Value) -> i64 {
         .unwrap_or_else(|| panic!("not an error answer: {answer}"))
 }
 
+/// Asserts `answer` is Warden's "unknown tool" answer: a tool execution
+/// error (`isError`) naming `tool`, with its decision in `_meta`.
+fn assert_unknown_tool(answer: &Value, tool: &str) {
+    let result = &answer["result"];
+    assert_eq!(result["isError"], true, "{answer}");
+    let text = result["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with(&format!("unknown tool `{tool}`")),
+        "{answer}"
+    );
+    let decision = &result["_meta"][warden_mcp::DECISION_META];
+    assert_eq!(decision["reason"], "unknown_tool", "{answer}");
+    assert!(text.contains(decision["decision_id"].as_str().unwrap()));
+}
+
 /// The single record, which must be a refusal of malformed or refused
 /// input with `reason`.
 fn assert_one_refusal(records: &[DecisionRecord], reason: &str) {
@@ -588,8 +603,7 @@ fn held_call_for_a_tool_the_upstream_does_not_list_is_refused_as_unknown() {
     let list = h.call("9", "read_fiIe", json!({})).only_server();
     let answer = h.answer(&list, tools_result(&["read_file"])).only_client();
     assert_eq!(answer["id"], 9);
-    assert_eq!(error_code(&answer), jsonrpc::INVALID_PARAMS);
-    assert_eq!(answer["error"]["data"]["reason"], "unknown_tool");
+    assert_unknown_tool(&answer, "read_fiIe");
     assert_one_refusal(h.records(), "unknown_tool");
     assert_eq!(h.records()[0].tool.as_deref(), Some("read_fiIe"));
     assert_eq!(h.relay.in_flight(), 0);
@@ -612,7 +626,7 @@ fn calls_held_during_one_walk_share_it_and_are_all_decided_when_it_ends() {
     assert_eq!(answers[0]["id"], 2);
     assert_eq!(error_code(&answers[0]), jsonrpc::DENIED);
     assert_eq!(answers[1]["id"], 3);
-    assert_eq!(answers[1]["error"]["data"]["reason"], "unknown_tool");
+    assert_unknown_tool(&answers[1], "nope");
     assert_eq!(h.relay.in_flight(), 1);
 }
 
@@ -716,7 +730,7 @@ fn a_clients_complete_tools_list_teaches_the_catalog() {
     let call = h.call("1", "read_file", json!({})).only_server();
     assert_eq!(call["method"], "tools/call");
     let unknown = h.call("2", "write_file", json!({})).only_client();
-    assert_eq!(unknown["error"]["data"]["reason"], "unknown_tool");
+    assert_unknown_tool(&unknown, "write_file");
 }
 
 #[test]

@@ -169,7 +169,12 @@ fn c11_a_tool_hidden_from_the_list_is_refused_on_every_path() {
         "tools/call",
         json!({"name": "srv/get-env", "arguments": {}}),
     );
-    assert!(qualified.get("error").is_some(), "{qualified}");
+    // A name the server does not offer: refused as an unknown tool.
+    assert_eq!(qualified["result"]["isError"], true, "{qualified}");
+    assert_eq!(
+        qualified["result"]["_meta"]["warden/decision"]["reason"],
+        "unknown_tool"
+    );
     proxy.send(r#"[{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get-env","arguments":{}}}]"#);
     assert_eq!(error_code(&proxy.response("null")), -32600);
     let (code, _) = proxy.finish();
@@ -309,26 +314,35 @@ fn c21_tool_name_variants_are_denied_and_never_forwarded() {
     let mut proxy = Proxy::start(&ws, "a", &tapped(&tap, server));
     proxy.handshake("2025-06-18");
     let target = root.join("written.txt").display().to_string();
+    // (name, how it is refused): the real name by policy (-32010); names
+    // outside the MCP character set as invalid (-32602); well-formed names
+    // the server does not offer as an unknown tool (a tool error).
     let variants = [
-        "write_file",
-        "Write_File",
-        "WRITE_FILE",
-        "write_f\u{0456}le",
-        "\u{FF57}rite_file",
-        "write_file\u{200B}",
-        "write_file ",
-        "srv/write_file",
+        ("write_file", "-32010"),
+        ("Write_File", "unknown_tool"),
+        ("WRITE_FILE", "unknown_tool"),
+        ("write_f\u{0456}le", "-32602"),
+        ("\u{FF57}rite_file", "-32602"),
+        ("write_file\u{200B}", "-32602"),
+        ("write_file ", "-32602"),
+        ("srv/write_file", "unknown_tool"),
     ];
-    for (id, name) in variants.iter().enumerate() {
+    for (id, (name, refusal)) in variants.iter().enumerate() {
         let answer = proxy.request(
             json!(id + 1),
             "tools/call",
             json!({"name": name, "arguments": {"path": target, "content": "pwned"}}),
         );
-        assert!(
-            answer.get("error").is_some(),
-            "{name:?} was not refused: {answer}"
-        );
+        let got = match answer["error"]["code"].as_i64() {
+            Some(code) => code.to_string(),
+            None if answer["result"]["isError"] == true => answer["result"]["_meta"]
+                ["warden/decision"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            None => "not refused".to_owned(),
+        };
+        assert_eq!(&got, refusal, "{name:?}: {answer}");
     }
     let (code, _) = proxy.finish();
     assert_eq!(code, Some(0));
