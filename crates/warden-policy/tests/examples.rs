@@ -271,7 +271,7 @@ fn every_example_readme_gives_its_proxy_command() -> TestResult {
     // Configuration examples are run with `warden serve`, which their
     // `warden.toml` explains.
     for name in example_names()?.iter().filter(|n| !n.contains('/')) {
-        let readme = fs::read_to_string(examples_dir().join(&name).join("README.md"))?;
+        let readme = fs::read_to_string(examples_dir().join(name).join("README.md"))?;
         let command = format!("warden proxy --policies examples/{name} --agent ");
         assert!(
             readme.contains(&command),
