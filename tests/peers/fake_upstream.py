@@ -3,16 +3,25 @@
 
 Speaks newline-delimited JSON-RPC 2.0 on stdin/stdout:
 
-* ``initialize``  -> echoes the client's protocolVersion, serverInfo ``fake-upstream``,
-  capabilities ``{"tools": {}}``
+* ``initialize``  -> echoes the client's protocolVersion (or ``--protocol-version``),
+  serverInfo ``fake-upstream``, capabilities ``{"tools": {}}``
 * notifications   -> ignored (so are responses sent by the client)
 * ``ping``        -> ``{}``
-* ``tools/list``  -> tools ``echo``, ``crash``, ``hang``, ``slow``
+* ``tools/list``  -> tools ``echo``, ``crash``, ``hang``, ``slow``, ``progress``, ``roots``
+  (plus ``--extra-tools``), in pages of ``--page-size`` when given
 * ``tools/call``:
     - ``echo``  -> text ``Echo: <arguments.message>``
     - ``crash`` -> the process exits at once with code 3, without answering
     - ``hang``  -> never answered (other requests are still served)
     - ``slow``  -> answered after ``arguments.ms`` milliseconds (on a timer thread)
+    - ``progress`` -> ``arguments.steps`` (default 3) ``notifications/progress``, one every
+      ``arguments.ms`` (default 20) milliseconds, each with the request's
+      ``_meta.progressToken`` (none without one) and ``message`` = ``arguments.marker``;
+      then text ``Progress <marker>: <steps> steps``
+    - ``roots`` -> sends the request ``roots/list`` (id ``"roots-<n>"``) to the client and,
+      once the client answers, answers the call with text ``Roots: <uri>,<uri>...``
+      (stdio only)
+    - ``tool-NN`` (with ``--extra-tools``) -> text ``tool-NN: <arguments.message>``
     - any other tool -> JSON-RPC error -32601
 * any other method -> JSON-RPC error -32601 (this includes ``server/discover``, so the
   ``mcp`` SDK's ``mode="auto"`` probe falls back to ``initialize``)
@@ -27,10 +36,27 @@ Options:
   ``notifications/message`` saying ``stdin closed``, and keep running without reading (a
   server that stops listening but does not die).
 * ``--log FILE``: append every line received on stdin to FILE (flushed at once).
+* ``--protocol-version V``: answer ``initialize`` with V whatever the client asked for.
+* ``--page-size N``: ``tools/list`` answers N tools per page, with ``nextCursor`` (the
+  offset of the next page, as a string) while more remain; a ``cursor`` that is not such
+  an offset gets -32602.
+* ``--repeat-cursor``: with ``--page-size``, every page (the last one too) says
+  ``nextCursor`` = N, the cursor of the second page: a listing that never ends.
+* ``--extra-tools N``: also offer the tools ``tool-01`` ... ``tool-N`` (after the others).
+* ``--http``: speak Streamable HTTP instead of stdio, at ``http://127.0.0.1:PORT/mcp``
+  (``--port``, default 0: any free port), and print that URL as the first line on stdout.
+  A POSTed request is answered with its messages (``application/json`` for one message,
+  ``text/event-stream`` for several, e.g. progress); notifications and responses get 202;
+  GET gets 405; DELETE gets 200. The answer to ``initialize`` carries
+  ``Mcp-Session-Id: fake-session-<hex>``. With ``--log``, every HTTP request is appended as
+  one JSON line ``{"http": METHOD, "path": ..., "headers": {lowercase name: value}, "body":
+  text}``. ``slow`` and ``progress`` answer within their own request.
 """
 
 import argparse
+import http.server
 import json
+import secrets
 import time
 import os
 import sys
@@ -75,17 +101,54 @@ TOOLS = [
             "required": ["ms"],
         },
     },
+    {
+        "name": "progress",
+        "description": "Sends 'steps' progress notifications, then answers.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "steps": {"type": "integer", "minimum": 0},
+                "ms": {"type": "integer", "minimum": 0},
+                "marker": {"type": "string"},
+            },
+        },
+    },
+    {
+        "name": "roots",
+        "description": "Asks the client for its roots (roots/list) and answers with them.",
+        "inputSchema": {"type": "object", "properties": {}},
+    },
 ]
 
 
+def extra_tool(number):
+    return {
+        "name": f"tool-{number:02d}",
+        "description": "Returns 'tool-NN: <message>'.",
+        "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
+    }
+
+
 class Server:
-    def __init__(self, banner, exit_after_initialize, log_path, close_stdin_after_initialize=False):
+    def __init__(self, banner, exit_after_initialize, log_path, close_stdin_after_initialize=False,
+                 protocol_version=None, page_size=None, extra_tools=0, http=False,
+                 repeat_cursor=False):
         self.banner = banner
         self.exit_after_initialize = exit_after_initialize
         self.close_stdin_after_initialize = close_stdin_after_initialize
         self.log_file = open(log_path, "ab", buffering=0) if log_path else None
         self.out = sys.stdout.buffer
         self.lock = threading.Lock()
+        self.protocol_version = protocol_version
+        self.page_size = page_size
+        self.repeat_cursor = repeat_cursor
+        self.tools = TOOLS + [extra_tool(n) for n in range(1, extra_tools + 1)]
+        self.http = http
+        # Over HTTP, what a request's handling sends is collected per thread.
+        self.local = threading.local()
+        # Server-to-client requests awaiting the client's answer: their id -> the call's id.
+        self.awaiting = {}
+        self.next_server_request = 1
 
     # -- output -----------------------------------------------------------------------
 
@@ -97,6 +160,10 @@ class Server:
             self.out.flush()
 
     def send(self, message, noise=False):
+        collected = getattr(self.local, "collected", None)
+        if collected is not None:
+            collected.append(message)
+            return
         lines = []
         if noise and self.banner:
             lines += ["[db] Connected", '{"not":"jsonrpc"}']
@@ -137,7 +204,8 @@ class Server:
                 continue
             method = message.get("method")
             if not isinstance(method, str):
-                continue  # a response from the client: nothing to do
+                self.client_answer(message)
+                continue
             if "id" not in message:
                 if method == "notifications/initialized" and self.close_stdin_after_initialize:
                     self.stop_reading()
@@ -153,9 +221,51 @@ class Server:
         while True:
             time.sleep(1)
 
+    def client_answer(self, message):
+        """A response from the client: the answer to a ``roots/list`` of ours, or nothing."""
+        call_id = self.awaiting.pop(message.get("id"), None) if isinstance(message.get("id"), str) else None
+        if call_id is None:
+            return
+        result = message.get("result")
+        roots = result.get("roots") if isinstance(result, dict) else None
+        if not isinstance(roots, list):
+            self.error(call_id, INVALID_PARAMS, f"roots: the client answered {json.dumps(message)}")
+            return
+        uris = [str(r.get("uri")) for r in roots if isinstance(r, dict)]
+        self.result(call_id, text_result("Roots: " + ",".join(uris)))
+
+    def run_later(self, work):
+        """Runs ``work`` on a thread of its own (stdio), or at once (HTTP: the answer
+        belongs to the request being handled)."""
+        if self.http:
+            work()
+        else:
+            threading.Thread(target=work, daemon=True).start()
+
+    def list_tools(self, req_id, params):
+        if not self.page_size:
+            self.result(req_id, {"tools": self.tools})
+            return
+        cursor = params.get("cursor") if isinstance(params, dict) else None
+        start = 0
+        if cursor is not None:
+            if not isinstance(cursor, str) or not cursor.isdigit() or int(cursor) > len(self.tools):
+                self.error(req_id, INVALID_PARAMS, f"Invalid cursor: {cursor!r}")
+                return
+            start = int(cursor)
+        end = start + self.page_size
+        page = {"tools": self.tools[start:end]}
+        if self.repeat_cursor:
+            page["nextCursor"] = str(self.page_size)
+        elif end < len(self.tools):
+            page["nextCursor"] = str(end)
+        self.result(req_id, page)
+
     def handle(self, req_id, method, params):
         if method == "initialize":
             version = params.get("protocolVersion") if isinstance(params, dict) else None
+            if self.protocol_version:
+                version = self.protocol_version
             self.result(
                 req_id,
                 {
@@ -169,7 +279,7 @@ class Server:
         elif method == "ping":
             self.result(req_id, {})
         elif method == "tools/list":
-            self.result(req_id, {"tools": TOOLS})
+            self.list_tools(req_id, params)
         elif method == "tools/call":
             self.call_tool(req_id, params if isinstance(params, dict) else {})
         else:
@@ -191,11 +301,118 @@ class Server:
             if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 0:
                 self.error(req_id, INVALID_PARAMS, "slow: 'ms' must be a non-negative number", noise=True)
                 return
+            if self.http:
+                time.sleep(ms / 1000.0)
+                self.result(req_id, text_result(f"Slept {ms} ms"), True)
+                return
             timer = threading.Timer(ms / 1000.0, self.result, (req_id, text_result(f"Slept {ms} ms"), True))
             timer.daemon = True
             timer.start()
+        elif name == "progress":
+            self.progress(req_id, params, args)
+        elif name == "roots":
+            if self.http:
+                self.error(req_id, METHOD_NOT_FOUND, "roots: not offered over http")
+                return
+            server_id = f"roots-{self.next_server_request}"
+            self.next_server_request += 1
+            self.awaiting[server_id] = req_id
+            self.send({"jsonrpc": "2.0", "id": server_id, "method": "roots/list", "params": {}})
+        elif isinstance(name, str) and any(t["name"] == name for t in self.tools[len(TOOLS):]):
+            self.result(req_id, text_result(f"{name}: {args.get('message', '')}"))
         else:
             self.error(req_id, METHOD_NOT_FOUND, f"Unknown tool: {name}", noise=True)
+
+    def progress(self, req_id, params, args):
+        steps, ms, marker = args.get("steps", 3), args.get("ms", 20), str(args.get("marker", ""))
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (steps, ms)):
+            self.error(req_id, INVALID_PARAMS, "progress: 'steps' and 'ms' must be non-negative integers")
+            return
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+
+        def work():
+            for step in range(1, steps + 1):
+                time.sleep(ms / 1000.0)
+                if token is not None:
+                    note = {"progressToken": token, "progress": step, "total": steps, "message": marker}
+                    self.send({"jsonrpc": "2.0", "method": "notifications/progress", "params": note})
+            self.result(req_id, text_result(f"Progress {marker}: {steps} steps"))
+
+        self.run_later(work)
+
+    # -- Streamable HTTP --------------------------------------------------------------
+
+    def serve_http(self, port):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args):
+                pass  # quiet: the tests read --log, not stderr
+
+            def record(self, body):
+                if server.log_file is None:
+                    return
+                entry = {
+                    "http": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
+                server.log(json.dumps(entry, separators=(",", ":")).encode("utf-8"))
+
+            def reply(self, status, content_type=None, body=b"", headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                if content_type:
+                    self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self.record("")
+                self.reply(405)
+
+            def do_DELETE(self):
+                self.record("")
+                self.reply(200)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                text = self.rfile.read(length).decode("utf-8", errors="replace")
+                self.record(text)
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    message = None
+                if not isinstance(message, dict) or "id" not in message or "method" not in message:
+                    self.reply(202)
+                    return
+                server.local.collected = []
+                try:
+                    server.handle(message["id"], message["method"], message.get("params") or {})
+                    collected = server.local.collected
+                finally:
+                    server.local.collected = None
+                headers = []
+                if message["method"] == "initialize":
+                    headers.append(("Mcp-Session-Id", "fake-session-" + secrets.token_hex(8)))
+                texts = [json.dumps(m, separators=(",", ":")) for m in collected]
+                if len(texts) == 1:
+                    self.reply(200, "application/json", texts[0].encode("utf-8"), headers)
+                else:
+                    events = "".join(f"event: message\ndata: {t}\n\n" for t in texts)
+                    self.reply(200, "text/event-stream", events.encode("utf-8"), headers)
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        httpd.daemon_threads = True
+        self.write_lines([f"http://127.0.0.1:{httpd.server_address[1]}/mcp"])
+        httpd.serve_forever()
+        return 0
 
     def shutdown(self, code):
         with self.lock:
@@ -217,10 +434,28 @@ def main():
     parser.add_argument("--close-stdin-after-initialize", action="store_true",
                         help="close stdin right after answering initialize and keep running")
     parser.add_argument("--log", metavar="FILE", help="append every received line to FILE")
+    parser.add_argument("--protocol-version", metavar="V", help="answer initialize with this version")
+    parser.add_argument("--page-size", type=int, metavar="N", help="tools/list pages of N tools")
+    parser.add_argument("--repeat-cursor", action="store_true", help="every page names page 2 next")
+    parser.add_argument("--extra-tools", type=int, default=0, metavar="N", help="also offer tool-01 .. tool-N")
+    parser.add_argument("--http", action="store_true", help="speak Streamable HTTP on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="the HTTP port (default: any free one)")
     args = parser.parse_args()
-    server = Server(args.banner, args.exit_after_initialize, args.log, args.close_stdin_after_initialize)
+    if args.page_size is not None and args.page_size < 1:
+        parser.error("--page-size must be at least 1")
+    server = Server(
+        args.banner,
+        args.exit_after_initialize,
+        args.log,
+        args.close_stdin_after_initialize,
+        protocol_version=args.protocol_version,
+        page_size=args.page_size,
+        extra_tools=args.extra_tools,
+        http=args.http,
+        repeat_cursor=args.repeat_cursor,
+    )
     try:
-        code = server.serve()
+        code = server.serve_http(args.port) if args.http else server.serve()
     except (BrokenPipeError, KeyboardInterrupt):
         code = 0
     server.shutdown(code)

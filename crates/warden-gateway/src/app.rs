@@ -424,7 +424,7 @@ fn find_session(
 }
 
 /// `MCP-Protocol-Version` must be one Warden speaks and, once the session
-/// agreed one, that one. A missing header means 2025-03-26.
+/// agreed one, that one or 2025-03-26. A missing header means 2025-03-26.
 fn check_protocol_version(
     headers: &HeaderMap,
     negotiated: Option<&str>,
@@ -446,7 +446,11 @@ fn check_protocol_version(
     if !PROTOCOL_VERSIONS.contains(&version) {
         return Err(GatewayError::UnsupportedVersion);
     }
-    if negotiated.is_some_and(|n| n != version) {
+    // The version a missing header stands for says no more than a missing
+    // header, which is accepted on every session (the MCP conformance suite
+    // sends it on a 2025-11-25 session). Either way the upstream is still
+    // spoken to in the negotiated version.
+    if version != DEFAULT_PROTOCOL_VERSION && negotiated.is_some_and(|n| n != version) {
         return Err(GatewayError::VersionMismatch);
     }
     Ok(())

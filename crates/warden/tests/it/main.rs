@@ -16,5 +16,7 @@
 mod cli;
 mod cli_gateway;
 mod failure_cases;
+mod gateway;
+mod gateway_support;
 mod real_peers;
 mod support;

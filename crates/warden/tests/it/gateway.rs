@@ -1,0 +1,1026 @@
+//! `warden serve` end to end: the real binary on a loopback port, real MCP
+//! servers (server-filesystem as a stdio child, server-everything over
+//! Streamable HTTP), the official Python SDK as a client, a plain HTTP
+//! client for protocol-level checks, and the scripted upstream
+//! (`fake_upstream.py`, over stdio or HTTP) to record what reaches a server.
+//!
+//! Failure cases from `shared/reference/failure-cases.md` carry their id:
+//! C04, C05, C07, C08, C09, C14, C22, C23.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::gateway_support::*;
+use crate::support::*;
+
+const ALLOW_ALL: &str = "@id(\"all\") permit(principal, action, resource);";
+
+fn text_of(response: &Value) -> &str {
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text result: {response}"))
+}
+
+fn error_code(response: &Value) -> i64 {
+    response["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error: {response}"))
+}
+
+fn tool_names(result: &Value) -> Vec<String> {
+    result["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {result}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn is_hex_session_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The official SDK client over Streamable HTTP; returns its JSON document.
+fn sdk_over_http(url: &str, key: &str, ops: &[&str]) -> Value {
+    let out = Command::new(python())
+        .arg(peer_script("sdk_client.py"))
+        .args(["--url", url, "--timeout", "90"])
+        .arg("--header")
+        .arg(format!("Authorization=Bearer {key}"))
+        .args(ops)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sdk client failed ({:?}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("sdk client output {stdout:?}: {e}"))
+}
+
+fn op_names(op: &Value) -> Vec<String> {
+    op["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {op}"))
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+// === real clients, real servers ===
+
+const CLAUDE_POLICIES: &str = r#"
+@id("lists")
+permit (principal == Agent::"claude",
+        action in [Action::"tools/list", Action::"resources/list", Action::"prompts/list"], resource);
+@id("fs-read")
+permit (principal == Agent::"claude", action == Action::"tools/call", resource is Tool in Server::"fs")
+when { ["read_text_file", "list_directory", "list_allowed_directories"].contains(resource.name) };
+@id("everything-safe-tools")
+permit (principal == Agent::"claude", action == Action::"tools/call", resource is Tool in Server::"everything")
+when { ["echo", "get-sum"].contains(resource.name) };
+"#;
+
+#[test]
+fn sdk_client_gets_real_answers_and_policy_refusals_from_stdio_and_http_servers() {
+    let ws = Workspace::new(CLAUDE_POLICIES);
+    let root = ws.path("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello through the gateway").unwrap();
+    let everything = HttpPeer::everything();
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[servers.fs]\ncommand = {}\nargs = [{}]\n\n[servers.everything]\nurl = {}\n",
+            toml_str(&npm_bin("mcp-server-filesystem")),
+            toml_str(&root.display().to_string()),
+            toml_str(&everything.url),
+        ),
+    );
+    let key = mint_key(&ws, "claude", Some("alice"));
+
+    let read = json!({"path": root.join("hello.txt")}).to_string();
+    let write = json!({"path": root.join("evil.txt"), "content": "x"}).to_string();
+    let fs = sdk_over_http(
+        &gateway.mcp("fs"),
+        &key,
+        &[
+            "--list",
+            "--call",
+            "read_text_file",
+            &read,
+            "--call",
+            "write_file",
+            &write,
+        ],
+    );
+    let tools = op_names(&fs["ops"][0]);
+    assert!(tools.contains(&"read_text_file".to_owned()), "{tools:?}");
+    assert!(!tools.contains(&"write_file".to_owned()), "{tools:?}");
+    assert_eq!(fs["ops"][1]["isError"], false, "{fs}");
+    assert_eq!(fs["ops"][1]["text"], "hello through the gateway");
+    let denied = &fs["ops"][2]["error"];
+    assert_eq!(denied["code"], -32010, "{fs}");
+    assert!(denied["message"]
+        .as_str()
+        .unwrap()
+        .contains("denied by policy"));
+    // The denied call never reached the server: nothing was written.
+    assert!(!root.join("evil.txt").exists());
+
+    let remote = sdk_over_http(
+        &gateway.mcp("everything"),
+        &key,
+        &[
+            "--list",
+            "--call",
+            "echo",
+            r#"{"message": "hi"}"#,
+            "--call",
+            "get-env",
+            "{}",
+        ],
+    );
+    assert_eq!(op_names(&remote["ops"][0]), ["echo", "get-sum"], "{remote}");
+    assert_eq!(remote["ops"][1]["text"], "Echo: hi", "{remote}");
+    assert_eq!(remote["ops"][2]["error"]["code"], -32010, "{remote}");
+
+    let records = ws.records();
+    let decisions = of_kind(&records, "decision");
+    let write_denial = decisions
+        .iter()
+        .find(|r| r["tool"] == "write_file")
+        .expect("the denied write is recorded");
+    assert_eq!(write_denial["decision"], "deny");
+    assert_eq!(write_denial["principal"], "Agent::\"claude\"");
+    assert_eq!(write_denial["acting_for"], "alice");
+    assert!(decisions
+        .iter()
+        .any(|r| r["tool"] == "get-env" && r["decision"] == "deny"));
+    // Only allowed calls have an outcome: the upstream answered them.
+    let answered: Vec<&Value> = of_kind(&records, "outcome")
+        .into_iter()
+        .filter(|r| r["method"] == "tools/call")
+        .collect();
+    assert!(answered
+        .iter()
+        .all(|r| r["tool"] == "read_text_file" || r["tool"] == "echo"));
+}
+
+// === sessions ===
+
+#[test]
+fn c04_missing_unknown_and_ended_session_ids_are_refused_and_never_reach_the_upstream() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server("fs", &["--log", &log.display().to_string()]),
+    );
+    let key = mint_key(&ws, "agent-a", None);
+    let echo = |message: &str| {
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"message": message}}})
+    };
+
+    // Without a session id, only `initialize` is accepted.
+    let sessionless = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    let refused = sessionless.post(&echo("sessionless-before"));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(refused.error_code(), -32600);
+    assert_eq!(refused.json()["id"], 7);
+
+    let mut a = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    a.initialize();
+    let mut b = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    b.initialize();
+    let (id_a, id_b) = (a.session.clone().unwrap(), b.session.clone().unwrap());
+    assert!(is_hex_session_id(&id_a), "{id_a}");
+    assert!(is_hex_session_id(&id_b), "{id_b}");
+    assert_ne!(id_a, id_b);
+
+    // A sessionless request never lands in an open session.
+    let refused = sessionless.post(&echo("sessionless-during"));
+    assert_eq!(refused.status, 400, "{refused:?}");
+
+    let unknown = a.with_session(&"0123456789abcdef".repeat(4));
+    assert_eq!(unknown.post(&echo("unknown-session")).status, 404);
+    assert_eq!(unknown.get_status(), 404);
+    assert_eq!(unknown.delete().status, 404);
+
+    assert_eq!(
+        text_of(&a.call(1, "echo", json!({"message": "in-session"}))),
+        "Echo: in-session"
+    );
+    assert_eq!(a.delete().status, 200);
+    assert_eq!(a.post(&echo("after-delete")).status, 404);
+    assert_eq!(a.get_status(), 404);
+    assert_eq!(a.delete().status, 404);
+    // The other session is untouched.
+    assert_eq!(
+        text_of(&b.call(2, "echo", json!({"message": "b-lives"}))),
+        "Echo: b-lives"
+    );
+
+    let received = upstream_lines(&log).join("\n");
+    assert!(received.contains("in-session") && received.contains("b-lives"));
+    for absent in [
+        "sessionless-before",
+        "sessionless-during",
+        "unknown-session",
+        "after-delete",
+    ] {
+        assert!(
+            !received.contains(absent),
+            "`{absent}` reached the upstream"
+        );
+    }
+    for secret in [&id_a, &id_b, &key] {
+        assert!(
+            !received.contains(secret.as_str()),
+            "a gateway secret reached the upstream"
+        );
+    }
+}
+
+#[test]
+fn c05_a_session_is_found_only_by_the_principal_that_opened_it() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server("fs", &["--log", &log.display().to_string()]),
+    );
+    let alpha_key = mint_key(&ws, "alpha", None);
+    let beta_key = mint_key(&ws, "beta", None);
+    let alpha_for_carol = mint_key(&ws, "alpha", Some("carol"));
+
+    // No credential: 401 with the RFC 9728 pointer, and no upstream started.
+    let anonymous = McpClient::new(&gateway.mcp("fs"), None);
+    let refused = anonymous.post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                         "params": {"protocolVersion": "2025-06-18"}}));
+    assert_eq!(refused.status, 401);
+    let metadata_url = gateway.url("/.well-known/oauth-protected-resource/mcp/fs");
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some(format!("Bearer resource_metadata=\"{metadata_url}\"").as_str())
+    );
+    let bogus = McpClient::new(&gateway.mcp("fs"), Some("wdn_0000_not-a-key"));
+    let refused = bogus.post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize"}));
+    assert_eq!(refused.status, 401);
+    assert!(refused
+        .header("www-authenticate")
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+    assert!(
+        upstream_lines(&log).is_empty(),
+        "an unauthenticated request started an upstream"
+    );
+
+    let metadata = http().get(&metadata_url).send().unwrap();
+    assert_eq!(metadata.status(), 200);
+    let metadata: Value = metadata.json().unwrap();
+    assert_eq!(metadata["resource"], gateway.mcp("fs"));
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+
+    let mut alpha = McpClient::new(&gateway.mcp("fs"), Some(&alpha_key));
+    alpha.initialize();
+    let stolen = alpha.session.clone().unwrap();
+    for thief_key in [&beta_key, &alpha_for_carol] {
+        let thief = McpClient::new(&gateway.mcp("fs"), Some(thief_key)).with_session(&stolen);
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                          "params": {"name": "echo", "arguments": {"message": "from-thief"}}});
+        assert_eq!(thief.post(&call).status, 404);
+        assert_eq!(thief.get_status(), 404);
+        assert_eq!(thief.delete().status, 404);
+    }
+    // The owner's session survived the foreign DELETE.
+    let answer = alpha.call(4, "echo", json!({"message": "from-owner"}));
+    assert_eq!(text_of(&answer), "Echo: from-owner");
+
+    let received = upstream_lines(&log).join("\n");
+    assert!(received.contains("from-owner"));
+    assert!(
+        !received.contains("from-thief"),
+        "a foreign request was forwarded"
+    );
+}
+
+// === protocol version ===
+
+#[test]
+fn c07_bogus_protocol_versions_are_refused_and_the_upstream_gets_its_negotiated_version() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream-http.log");
+    let upstream = HttpPeer::fake(&[
+        "--protocol-version",
+        "2025-06-18",
+        "--log",
+        &log.display().to_string(),
+    ]);
+    let gateway = Served::start(
+        &ws,
+        &format!("[servers.remote]\nurl = {}\n", toml_str(&upstream.url)),
+    );
+    let key = mint_key(&ws, "agent-v", None);
+    let mut client = McpClient::new(&gateway.mcp("remote"), Some(&key));
+    // The client asks for 2025-11-25; the upstream settles on 2025-06-18.
+    let init = client.initialize_at("2025-11-25");
+    assert_eq!(init["protocolVersion"], "2025-06-18");
+    let echo = |message: &str| {
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"message": message}}})
+        .to_string()
+    };
+
+    for bad in ["1999-01-01", "banana", "2025-11-25"] {
+        let refused = client.post_raw(echo(&format!("v-{bad}")), &[("mcp-protocol-version", bad)]);
+        assert_eq!(refused.status, 400, "{bad}: {refused:?}");
+    }
+    let absent = client.post_raw(echo("v-absent"), &[]);
+    assert_eq!(absent.status, 200, "{absent:?}");
+    assert_eq!(text_of(&absent.json()), "Echo: v-absent");
+    let right = client.post_raw(echo("v-right"), &[("mcp-protocol-version", "2025-06-18")]);
+    assert_eq!(text_of(&right.json()), "Echo: v-right");
+    let gateway_session = client.session.clone().unwrap();
+    assert_eq!(client.delete().status, 200);
+    wait_for_log(&log, "the DELETE of its session", |lines| {
+        lines.iter().any(|l| l.contains("\"http\":\"DELETE\""))
+    });
+
+    let requests = http_log(&log);
+    let bodies: String = requests.iter().map(|r| r["body"].to_string()).collect();
+    for refused in ["v-1999-01-01", "v-banana", "v-2025-11-25"] {
+        assert!(!bodies.contains(refused), "`{refused}` was forwarded");
+    }
+    assert!(bodies.contains("v-absent") && bodies.contains("v-right"));
+    let (first, later) = requests.split_first().unwrap();
+    assert!(first["body"].as_str().unwrap().contains("\"initialize\""));
+    assert!(
+        first["headers"].get("mcp-protocol-version").is_none(),
+        "{first}"
+    );
+    assert!(first["headers"].get("mcp-session-id").is_none(), "{first}");
+    for request in later {
+        let headers = &request["headers"];
+        assert_eq!(headers["mcp-protocol-version"], "2025-06-18", "{request}");
+        // The upstream's own session id, never the gateway's.
+        let session = headers["mcp-session-id"].as_str().unwrap_or_default();
+        assert!(session.starts_with("fake-session-"), "{request}");
+    }
+    for request in &requests {
+        let text = request.to_string();
+        assert!(
+            !text.contains(&gateway_session),
+            "the gateway's session id went upstream"
+        );
+        assert!(!text.contains(&key), "the agent's key went upstream");
+        assert!(request["headers"].get("authorization").is_none());
+    }
+}
+
+// === server-to-client messages ===
+
+#[test]
+fn c08_progress_and_server_requests_reach_only_the_client_of_their_session() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let gateway = Served::start(&ws, &fake_stdio_server("fs", &[]));
+    let mut a = McpClient::new(&gateway.mcp("fs"), Some(&mint_key(&ws, "alpha", None)));
+    let mut b = McpClient::new(&gateway.mcp("fs"), Some(&mint_key(&ws, "beta", None)));
+    a.initialize();
+    b.initialize();
+    let progress = |steps: u64, marker: &str| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "progress", "arguments": {"steps": steps, "ms": 50, "marker": marker},
+                          "_meta": {"progressToken": 1}}})
+    };
+
+    // Both calls in flight at once, both with progress token 1.
+    let stream_a = a.stream(&progress(3, "A"));
+    let stream_b = b.stream(&progress(5, "B"));
+    for (events, marker, steps) in [(stream_a.rest(), "A", 3), (stream_b.rest(), "B", 5)] {
+        let (notes, answers): (Vec<&Value>, Vec<&Value>) =
+            events.iter().partition(|e| e.get("method").is_some());
+        assert_eq!(notes.len(), steps, "{marker}: {events:#?}");
+        for note in &notes {
+            assert_eq!(note["method"], "notifications/progress");
+            assert_eq!(
+                note["params"]["progressToken"], 1,
+                "the token is the client's own"
+            );
+            assert_eq!(note["params"]["message"], marker, "cross-delivered: {note}");
+        }
+        assert_eq!(answers.len(), 1, "{events:#?}");
+        assert_eq!(answers[0]["id"], 1);
+        assert_eq!(
+            text_of(answers[0]),
+            format!("Progress {marker}: {steps} steps")
+        );
+    }
+
+    // Server requests (`roots/list`, the same upstream id in both
+    // sessions) go to their own session's client, and its answer back.
+    let roots = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": {"name": "roots", "arguments": {}}});
+    let mut stream_a = a.stream(&roots);
+    let mut stream_b = b.stream(&roots);
+    for (client, stream, uri) in [
+        (&a, &mut stream_a, "file:///alpha"),
+        (&b, &mut stream_b, "file:///beta"),
+    ] {
+        let request = stream.next_message().expect("the server's request");
+        assert_eq!(request["method"], "roots/list", "{request}");
+        let answer =
+            json!({"jsonrpc": "2.0", "id": request["id"], "result": {"roots": [{"uri": uri}]}});
+        assert_eq!(client.post(&answer).status, 202);
+    }
+    for (stream, uri) in [(stream_a, "file:///alpha"), (stream_b, "file:///beta")] {
+        let rest = stream.rest();
+        assert_eq!(rest.len(), 1, "{rest:#?}");
+        assert_eq!(text_of(&rest[0]), format!("Roots: {uri}"));
+    }
+}
+
+#[test]
+fn c08_progress_from_server_everything_over_http_stays_in_its_session() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let everything = HttpPeer::everything();
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[servers.everything]\nurl = {}\n",
+            toml_str(&everything.url)
+        ),
+    );
+    let key = mint_key(&ws, "alpha", None);
+    let mut a = McpClient::new(&gateway.mcp("everything"), Some(&key));
+    let mut b = McpClient::new(&gateway.mcp("everything"), Some(&key));
+    a.initialize();
+    b.initialize();
+    let long_running = |steps: u64| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "trigger-long-running-operation",
+                          "arguments": {"duration": 1, "steps": steps},
+                          "_meta": {"progressToken": 1}}})
+    };
+    let stream_a = a.stream(&long_running(2));
+    let stream_b = b.stream(&long_running(4));
+    for (events, steps) in [(stream_a.rest(), 2), (stream_b.rest(), 4)] {
+        let notes: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["method"] == "notifications/progress")
+            .collect();
+        assert_eq!(notes.len(), steps, "{events:#?}");
+        for note in notes {
+            assert_eq!(note["params"]["progressToken"], 1);
+            assert_eq!(note["params"]["total"], steps, "cross-delivered: {note}");
+        }
+        let answer = events.last().unwrap();
+        assert_eq!(answer["id"], 1);
+        assert!(
+            text_of(answer).contains(&format!("Steps: {steps}")),
+            "{answer}"
+        );
+    }
+}
+
+// === pagination ===
+
+#[test]
+fn c09_paginated_tool_lists_keep_their_cursor_and_hidden_tools_stay_hidden_on_every_page() {
+    let ws = Workspace::new(
+        r#"@id("all") permit(principal, action, resource);
+           @id("hide") forbid(principal, action == Action::"tools/call", resource)
+           when { ["crash", "hang", "tool-03", "tool-04", "tool-05", "tool-06"].contains(resource.name) };"#,
+    );
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server(
+            "fs",
+            &[
+                "--page-size",
+                "4",
+                "--extra-tools",
+                "10",
+                "--log",
+                &log.display().to_string(),
+            ],
+        ),
+    );
+    let key = mint_key(&ws, "agent-p", None);
+    let hidden = ["crash", "hang", "tool-03", "tool-04", "tool-05", "tool-06"];
+    let mut client = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    client.initialize();
+
+    let mut pages = Vec::new();
+    let mut cursor: Option<Value> = None;
+    while pages.len() < 10 {
+        let params = cursor
+            .as_ref()
+            .map_or_else(|| json!({}), |c| json!({"cursor": c}));
+        let page = client.request(json!(pages.len() + 1), "tools/list", params)["result"].clone();
+        cursor = page.get("nextCursor").cloned();
+        pages.push(page);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages.len(), 4, "{pages:#?}");
+    // Page 3 held only hidden tools: empty, but the walk goes on.
+    assert_eq!(tool_names(&pages[2]), Vec::<String>::new());
+    assert_eq!(pages[2]["nextCursor"], "12");
+    let listed: BTreeSet<String> = pages.iter().flat_map(tool_names).collect();
+    let expected: BTreeSet<String> = [
+        "echo", "slow", "progress", "roots", "tool-01", "tool-02", "tool-07", "tool-08", "tool-09",
+        "tool-10",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(listed, expected);
+
+    // A cursor the client made up shows no hidden tool either.
+    let crafted = client.request(json!(20), "tools/list", json!({"cursor": "2"}))["result"].clone();
+    assert_eq!(tool_names(&crafted), ["slow", "progress", "roots"]);
+
+    // A fresh session calls a page-4 tool before listing: Warden walks the
+    // pages itself to learn the catalog.
+    let mut fresh = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    fresh.initialize();
+    assert_eq!(
+        text_of(&fresh.call(1, "tool-10", json!({"message": "deep"}))),
+        "tool-10: deep"
+    );
+    assert_eq!(
+        error_code(&fresh.call(2, "tool-05", json!({"message": "hidden"}))),
+        -32010
+    );
+
+    let calls: Vec<String> = upstream_lines(&log)
+        .into_iter()
+        .filter(|l| l.contains("tools/call"))
+        .collect();
+    for name in hidden {
+        assert!(
+            !calls.iter().any(|l| l.contains(&format!("\"{name}\""))),
+            "hidden `{name}` reached the upstream"
+        );
+    }
+}
+
+#[test]
+fn c09_a_listing_whose_cursor_never_advances_ends_and_calls_are_still_answered() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server(
+            "fs",
+            &[
+                "--page-size",
+                "4",
+                "--repeat-cursor",
+                "--log",
+                &log.display().to_string(),
+            ],
+        ),
+    );
+    let mut client = McpClient::new(&gateway.mcp("fs"), Some(&mint_key(&ws, "agent-l", None)));
+    client.initialize();
+    // Warden learns the catalog itself before deciding the call.
+    let answer = client.call(1, "echo", json!({"message": "still answered"}));
+    assert_eq!(text_of(&answer), "Echo: still answered");
+    let walked = upstream_lines(&log)
+        .iter()
+        .filter(|l| l.contains("\"tools/list\""))
+        .count();
+    assert!((2..=101).contains(&walked), "{walked} pages asked for");
+    // A client following the cursor is served page by page, cursor kept.
+    let page = client.request(json!(2), "tools/list", json!({"cursor": "4"}))["result"].clone();
+    assert_eq!(page["nextCursor"], "4");
+}
+
+// === cancellation ===
+
+#[test]
+fn c14_cancellations_are_relayed_answered_at_most_once_and_bound_to_their_session() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server("fs", &["--log", &log.display().to_string()]),
+    );
+    let mut a = McpClient::new(&gateway.mcp("fs"), Some(&mint_key(&ws, "alpha", None)));
+    let mut b = McpClient::new(&gateway.mcp("fs"), Some(&mint_key(&ws, "beta", None)));
+    a.initialize();
+    b.initialize();
+    let slow = |id: i64, ms: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "slow", "arguments": {"ms": ms}}})
+    };
+    let cancel = |id: i64| {
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": id, "reason": "user"}})
+    };
+
+    // Another session cancelling A's id 9 does nothing.
+    let stream = a.stream(&slow(9, 1500));
+    wait_for_log(&log, "the first slow call", |lines| {
+        lines.iter().any(|l| l.contains("\"ms\":1500"))
+    });
+    assert_eq!(b.post(&cancel(9)).status, 202);
+    assert_eq!(b.post(&cancel(12345)).status, 202);
+    let answers = stream.rest();
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert_eq!(text_of(&answers[0]), "Slept 1500 ms");
+
+    // A cancels its own call in flight: relayed under the upstream's id.
+    let stream = a.stream(&slow(10, 3000));
+    wait_for_log(&log, "the second slow call", |lines| {
+        lines.iter().any(|l| l.contains("\"ms\":3000"))
+    });
+    assert_eq!(a.post(&cancel(10)).status, 202);
+    let answers = stream.rest();
+    assert!(
+        answers.len() <= 1,
+        "more than one answer to a cancelled call: {answers:#?}"
+    );
+    assert!(answers.iter().all(|a| a["id"] == 10));
+    // The session goes on.
+    assert_eq!(a.request(json!(11), "ping", json!({}))["result"], json!({}));
+
+    let lines: Vec<Value> = upstream_lines(&log)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cancels: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["method"] == "notifications/cancelled")
+        .collect();
+    assert_eq!(
+        cancels.len(),
+        1,
+        "only A's own cancellation goes upstream: {cancels:#?}"
+    );
+    let call = lines
+        .iter()
+        .find(|l| l["params"]["arguments"]["ms"] == 3000)
+        .unwrap();
+    assert_eq!(cancels[0]["params"]["requestId"], call["id"]);
+    assert_eq!(cancels[0]["params"]["reason"], "user");
+}
+
+// === configuration ===
+
+#[test]
+fn c22_server_names_that_differ_only_by_case_or_separator_are_refused() {
+    for (one, other) in [("files", "Files"), ("my-fs", "my_fs"), ("My-FS", "my_fs")] {
+        let ws = Workspace::new(ALLOW_ALL);
+        let config = ws.path("warden.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "policies = \"policies\"\nstore = \"decisions.db\"\n\n\
+                 [gateway]\nlisten = \"127.0.0.1:{}\"\n\n\
+                 [servers.{one}]\ncommand = \"cat\"\n\n[servers.{other}]\ncommand = \"cat\"\n",
+                free_port()
+            ),
+        )
+        .unwrap();
+        let check = Command::new(WARDEN)
+            .args(["config", "check"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(check.status.code(), Some(3), "{one} / {other}");
+        let said = String::from_utf8_lossy(&check.stdout);
+        assert!(said.contains("ambiguous"), "{said}");
+
+        let serve = Command::new(WARDEN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(serve.status.code(), Some(3), "{one} / {other}");
+        assert!(String::from_utf8_lossy(&serve.stderr).contains("ambiguous"));
+    }
+}
+
+// === JWTs and identity ===
+
+fn jwt_config(ws: &Workspace, key: &SigningKey, log: &std::path::Path) -> String {
+    std::fs::write(
+        ws.path("jwks.json"),
+        json!({"keys": [key.jwk()]}).to_string(),
+    )
+    .unwrap();
+    format!(
+        "[auth]\napi_keys = true\n\n[auth.jwt]\nissuer = {}\naudience = {}\n\
+         jwks_file = \"jwks.json\"\nalgorithms = [\"EdDSA\"]\n\n{}",
+        toml_str(ISSUER),
+        toml_str(AUDIENCE),
+        fake_stdio_server("fs", &["--log", &log.display().to_string()])
+    )
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now(), "exp": now() + 600})
+}
+
+#[test]
+fn c23_bad_tokens_get_401_with_a_challenge_and_start_no_upstream() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let key = SigningKey::new("k1");
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(&ws, &jwt_config(&ws, &key, &log));
+    let stranger = SigningKey::new("k2");
+    let valid = key.sign(&claims("bob"));
+    let mut no_aud = claims("bob");
+    no_aud.as_object_mut().unwrap().remove("aud");
+    let x = key.jwk()["x"].as_str().unwrap().to_owned();
+
+    let fixtures = [
+        (
+            "expired",
+            key.sign(&json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "bob",
+                                     "iat": now() - 7200, "exp": now() - 3600})),
+        ),
+        (
+            "wrong audience",
+            key.sign(&json!({"iss": ISSUER, "aud": "https://other.test/mcp",
+                                            "sub": "bob", "exp": now() + 600})),
+        ),
+        (
+            "wrong issuer",
+            key.sign(&json!({"iss": "https://evil.test", "aud": AUDIENCE,
+                                          "sub": "bob", "exp": now() + 600})),
+        ),
+        ("alg none", unsigned_token(&claims("bob"))),
+        ("unknown key", stranger.sign(&claims("bob"))),
+        ("tampered claims", with_claims(&valid, &claims("alice"))),
+        (
+            "tampered signature",
+            format!("{}AAAA", &valid[..valid.len() - 4]),
+        ),
+        (
+            "HS256 with the public key",
+            key.hs256_with(&claims("bob"), key.public_key()),
+        ),
+        (
+            "HS256 with the JWK's x",
+            key.hs256_with(&claims("bob"), x.as_bytes()),
+        ),
+        ("no aud", key.sign(&no_aud)),
+    ];
+    for (what, token) in &fixtures {
+        let client = McpClient::new(&gateway.mcp("fs"), Some(token));
+        let refused = client.post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                          "params": {"protocolVersion": "2025-06-18"}}));
+        assert_eq!(refused.status, 401, "{what}: {refused:?}");
+        let challenge = refused.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer resource_metadata=\"")
+                && challenge.contains("error=\"invalid_token\""),
+            "{what}: {challenge}"
+        );
+    }
+    assert!(
+        upstream_lines(&log).is_empty(),
+        "a refused token reached the upstream"
+    );
+
+    // The untouched token works, so the refusals above are the fixtures'.
+    let mut client = McpClient::new(&gateway.mcp("fs"), Some(&valid));
+    client.initialize();
+    assert_eq!(
+        text_of(&client.call(1, "echo", json!({"message": "jwt"}))),
+        "Echo: jwt"
+    );
+}
+
+#[test]
+fn c23_identity_headers_never_change_who_a_valid_token_names() {
+    let ws = Workspace::new(
+        r#"@id("alice-all") permit(principal == Agent::"alice", action, resource);
+           @id("bob-list") permit(principal == Agent::"bob", action == Action::"tools/list", resource);
+           @id("bob-echo") permit(principal == Agent::"bob", action == Action::"tools/call", resource is Tool)
+           when { resource.name == "echo" };
+           @id("claude-for-alice") permit(principal == Agent::"claude", action == Action::"tools/call", resource)
+           when { context has acting_for && context.acting_for == Human::"alice" };"#,
+    );
+    let key = SigningKey::new("k1");
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(&ws, &jwt_config(&ws, &key, &log));
+    let spoof = [
+        ("x-user", "alice"),
+        ("x-forwarded-user", "alice"),
+        ("x-remote-user", "alice"),
+    ];
+
+    let mut bob = McpClient::new(&gateway.mcp("fs"), Some(&key.sign(&claims("bob"))));
+    bob.initialize();
+    let call = |tool: &str, id: i64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": tool, "arguments": {"message": "m", "ms": 1}}})
+        .to_string()
+    };
+    let echo = bob.post_raw(call("echo", 1), &spoof);
+    assert_eq!(text_of(&echo.json()), "Echo: m");
+    // Were bob taken for alice, this would be allowed.
+    let slow = bob.post_raw(call("slow", 2), &spoof);
+    assert_eq!(slow.error_code(), -32010, "{slow:?}");
+
+    // A delegated token: the client is the agent, the subject its human.
+    let mut delegated = claims("alice");
+    delegated["client_id"] = json!("claude");
+    let mut claude = McpClient::new(&gateway.mcp("fs"), Some(&key.sign(&delegated)));
+    claude.initialize();
+    assert_eq!(
+        text_of(&claude.call(3, "echo", json!({"message": "for alice"}))),
+        "Echo: for alice"
+    );
+
+    let records = ws.records();
+    let decisions = of_kind(&records, "decision");
+    let principals: BTreeSet<&str> = decisions
+        .iter()
+        .filter_map(|r| r["principal"].as_str())
+        .collect();
+    assert_eq!(
+        principals,
+        BTreeSet::from(["Agent::\"bob\"", "Agent::\"claude\""]),
+        "{decisions:#?}"
+    );
+    let slow_denial = decisions
+        .iter()
+        .find(|r| r["tool"] == "slow")
+        .expect("the refused call is recorded");
+    assert_eq!(slow_denial["decision"], "deny");
+    assert_eq!(slow_denial["principal"], "Agent::\"bob\"");
+    assert!(decisions
+        .iter()
+        .any(|r| r["principal"] == "Agent::\"claude\"" && r["acting_for"] == "alice"));
+}
+
+// === HTTP hygiene ===
+
+#[test]
+fn foreign_host_or_origin_is_refused_with_403_before_anything_else() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server("fs", &["--log", &log.display().to_string()]),
+    );
+    let key = mint_key(&ws, "agent-h", None);
+    let client = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18"}})
+    .to_string();
+    let port = gateway.port.to_string();
+    let foreign_host = format!("evil.example:{port}");
+    let own_origin = format!("http://127.0.0.1:{port}");
+    let localhost = format!("localhost:{port}");
+
+    for headers in [
+        vec![("host", "evil.example")],
+        vec![("host", foreign_host.as_str())],
+        vec![("origin", "http://evil.example")],
+        vec![("origin", "null")],
+        vec![
+            ("host", localhost.as_str()),
+            ("origin", "https://evil.example"),
+        ],
+    ] {
+        let refused = client.post_raw(init.clone(), &headers);
+        assert_eq!(refused.status, 403, "{headers:?}: {refused:?}");
+    }
+    let metadata = http()
+        .get(gateway.url("/.well-known/oauth-protected-resource/mcp/fs"))
+        .header("host", "evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(metadata.status(), 403);
+    assert!(
+        upstream_lines(&log).is_empty(),
+        "a refused request started an upstream"
+    );
+
+    for headers in [
+        vec![("origin", own_origin.as_str())],
+        vec![("host", localhost.as_str())],
+    ] {
+        let accepted = client.post_raw(init.clone(), &headers);
+        assert_eq!(accepted.status, 200, "{headers:?}: {accepted:?}");
+    }
+}
+
+/// What a malformed request must get.
+struct Refusal {
+    status: u16,
+    /// The JSON-RPC error code of the body, when it is one.
+    code: Option<i64>,
+}
+
+/// Sends `body`, checks the refusal, then checks the session still serves.
+fn refused_then_served(
+    client: &McpClient,
+    what: &str,
+    body: impl Into<Vec<u8>>,
+    headers: &[(&str, &str)],
+    expected: Refusal,
+) {
+    let refused = client.post_raw(body, headers);
+    assert_eq!(refused.status, expected.status, "{what}: {refused:?}");
+    if let Some(code) = expected.code {
+        assert_eq!(refused.error_code(), code, "{what}");
+    }
+    let pong = client.request(json!(3), "ping", json!({}));
+    assert_eq!(pong["result"], json!({}), "after {what}");
+}
+
+#[test]
+fn malformed_bodies_get_clear_refusals_and_the_gateway_keeps_serving() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "\n[limits]\nmax_message_bytes = 4096\n\n{}",
+            fake_stdio_server("fs", &["--log", &log.display().to_string()])
+        ),
+    );
+    let key = mint_key(&ws, "agent-m", None);
+    let mut client = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    client.initialize();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let oversized = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                           "params": {"name": "echo", "arguments": {"message": "x".repeat(8000)}}})
+    .to_string();
+
+    let json_rpc = |code| Refusal {
+        status: 400,
+        code: Some(code),
+    };
+    let http_only = |status| Refusal { status, code: None };
+    refused_then_served(
+        &client,
+        "not JSON",
+        "this is not json",
+        &[],
+        json_rpc(-32700),
+    );
+    refused_then_served(
+        &client,
+        "not UTF-8",
+        [b'{', 0xff, 0xfe, b'}'],
+        &[],
+        json_rpc(-32700),
+    );
+    refused_then_served(
+        &client,
+        "a batch",
+        format!("[{ping}]"),
+        &[],
+        json_rpc(-32600),
+    );
+    refused_then_served(&client, "an empty batch", "[]", &[], json_rpc(-32600));
+    refused_then_served(&client, "a JSON string", "\"ping\"", &[], json_rpc(-32600));
+    refused_then_served(&client, "oversized", oversized, &[], http_only(413));
+    let plain = [("content-type", "text/plain")];
+    refused_then_served(&client, "text/plain", ping, &plain, http_only(415));
+    let sessionless = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    assert_eq!(sessionless.post_raw("not json", &[]).status, 400);
+    assert_eq!(client.get_status_accepting("application/json"), 406);
+    assert!(!upstream_lines(&log)
+        .iter()
+        .any(|l| l.trim_start().starts_with('[')));
+
+    let health = http().get(gateway.url("/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<Value>().unwrap()["status"], "ok");
+    let ready: Value = http()
+        .get(gateway.url("/readyz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["servers"], json!(["fs"]));
+    assert!(ready["policy_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let metrics = http().get(gateway.url("/metrics")).send().unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().unwrap();
+    assert!(text.contains("warden_http_requests_total"), "{text}");
+}
