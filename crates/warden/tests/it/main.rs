@@ -15,6 +15,7 @@
 
 mod cli;
 mod cli_gateway;
+mod conformance;
 mod failure_cases;
 mod gateway;
 mod gateway_support;
