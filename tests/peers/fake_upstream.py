@@ -21,7 +21,7 @@ Speaks newline-delimited JSON-RPC 2.0 on stdin/stdout:
     - ``roots`` -> sends the request ``roots/list`` (id ``"roots-<n>"``) to the client and,
       once the client answers, answers the call with text ``Roots: <uri>,<uri>...``
       (stdio only)
-    - ``tool-NN`` (with ``--extra-tools``) -> text ``tool-NN: <arguments.message>``
+    - ``tool-NN`` (with ``--extra-tools``) and ``--tool`` names -> text ``<name>: <arguments.message>``
     - any other tool -> JSON-RPC error -32601
 * any other method -> JSON-RPC error -32601 (this includes ``server/discover``, so the
   ``mcp`` SDK's ``mode="auto"`` probe falls back to ``initialize``)
@@ -43,6 +43,8 @@ Options:
 * ``--repeat-cursor``: with ``--page-size``, every page (the last one too) says
   ``nextCursor`` = N, the cursor of the second page: a listing that never ends.
 * ``--extra-tools N``: also offer the tools ``tool-01`` ... ``tool-N`` (after the others).
+* ``--tool NAME`` (repeatable): also offer a tool NAME, answering ``NAME: <arguments.message>``
+  (after the ``--extra-tools``).
 * ``--http``: speak Streamable HTTP instead of stdio, at ``http://127.0.0.1:PORT/mcp``
   (``--port``, default 0: any free port), and print that URL as the first line on stdout.
   A POSTed request is answered with its messages (``application/json`` for one message,
@@ -122,9 +124,13 @@ TOOLS = [
 
 
 def extra_tool(number):
+    return named_tool(f"tool-{number:02d}")
+
+
+def named_tool(name):
     return {
-        "name": f"tool-{number:02d}",
-        "description": "Returns 'tool-NN: <message>'.",
+        "name": name,
+        "description": f"Returns '{name}: <message>'.",
         "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
     }
 
@@ -132,6 +138,7 @@ def extra_tool(number):
 class Server:
     def __init__(self, banner, exit_after_initialize, log_path, close_stdin_after_initialize=False,
                  protocol_version=None, page_size=None, extra_tools=0, http=False,
+                 tool_names=(),
                  repeat_cursor=False):
         self.banner = banner
         self.exit_after_initialize = exit_after_initialize
@@ -142,7 +149,8 @@ class Server:
         self.protocol_version = protocol_version
         self.page_size = page_size
         self.repeat_cursor = repeat_cursor
-        self.tools = TOOLS + [extra_tool(n) for n in range(1, extra_tools + 1)]
+        self.tools = (TOOLS + [extra_tool(n) for n in range(1, extra_tools + 1)]
+                      + [named_tool(name) for name in tool_names])
         self.http = http
         # Over HTTP, what a request's handling sends is collected per thread.
         self.local = threading.local()
@@ -438,6 +446,8 @@ def main():
     parser.add_argument("--page-size", type=int, metavar="N", help="tools/list pages of N tools")
     parser.add_argument("--repeat-cursor", action="store_true", help="every page names page 2 next")
     parser.add_argument("--extra-tools", type=int, default=0, metavar="N", help="also offer tool-01 .. tool-N")
+    parser.add_argument("--tool", action="append", default=[], metavar="NAME",
+                        help="also offer a tool NAME (answers 'NAME: <message>'); repeatable")
     parser.add_argument("--http", action="store_true", help="speak Streamable HTTP on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="the HTTP port (default: any free one)")
     args = parser.parse_args()
@@ -451,6 +461,7 @@ def main():
         protocol_version=args.protocol_version,
         page_size=args.page_size,
         extra_tools=args.extra_tools,
+        tool_names=args.tool,
         http=args.http,
         repeat_cursor=args.repeat_cursor,
     )

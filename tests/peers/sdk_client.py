@@ -99,7 +99,7 @@ def parse_command_line(argv):
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging with full tracebacks on stderr")
     ops = parser.add_argument_group("operations (run in the order given)")
-    ops.add_argument("--list", action=OpAction, nargs=0, const="list", help="tools/list")
+    ops.add_argument("--list", action=OpAction, nargs=0, const="list", help="tools/list, every page")
     ops.add_argument("--call", action=OpAction, nargs=2, const="call", metavar=("NAME", "JSON_ARGS"), help="tools/call")
     ops.add_argument("--list-resources", action=OpAction, nargs=0, const="list-resources", help="resources/list")
     ops.add_argument("--read-resource", action=OpAction, const="read-resource", metavar="URI", help="resources/read")
@@ -166,6 +166,10 @@ def exception_entry(exc):
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
+# The most tools/list pages one --list reads.
+MAX_PAGES = 100
+
+
 async def run_op(client, op, mcp_error):
     kind, name, arguments = op
     entry = {"op": kind}
@@ -175,8 +179,16 @@ async def run_op(client, op, mcp_error):
         entry["uri"] = name
     try:
         if kind == "list":
-            result = await client.list_tools()
-            entry["tools"] = [t.name for t in result.tools]
+            # Every page, as a client that wants the whole catalog reads it.
+            entry["tools"], cursor, pages = [], None, 0
+            while pages < MAX_PAGES:
+                result = await client.list_tools(cursor=cursor)
+                entry["tools"] += [t.name for t in result.tools]
+                pages += 1
+                cursor = result.next_cursor
+                if cursor is None:
+                    break
+            entry["pages"] = pages
         elif kind == "list-resources":
             result = await client.list_resources()
             entry["resources"] = [str(r.uri) for r in result.resources]

@@ -22,18 +22,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::stream::{self, Stream, StreamExt as _};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use warden_mcp::jsonrpc::{self, Message};
 use warden_mcp::{Relay, RelayConfig};
 use warden_policy::Pdp;
 
+use crate::aggregate::Aggregate;
 use crate::auth::{self, Authenticator, Identity};
 use crate::config::GatewayConfig;
 use crate::error::{json_body, GatewayError};
 use crate::log::SharedLog;
 use crate::metrics::Metrics;
-use crate::session::{self, Command, SessionHandle, Sessions, StreamEvent};
+use crate::session::{self, Command, Member, SessionHandle, Sessions, StreamEvent};
 use crate::upstream::{self, UpstreamOptions};
 
 /// Protocol versions of the handshake generation that Warden serves.
@@ -200,7 +201,7 @@ async fn post(
     };
 
     let request_key = match parsed.as_ref().map(|p| &p.message) {
-        Ok(Message::Request { id, .. }) => Some(id_key(id)),
+        Ok(Message::Request { id, .. }) => Some(id.key().to_owned()),
         Ok(_) => None,
         // Unreadable or refused: the relay answers it (and records it).
         Err(_) => {
@@ -320,7 +321,7 @@ async fn resource_metadata(
     if let Err(refusal) = check_host_and_origin(&gw.config, &headers) {
         return refusal.into_response();
     }
-    if !gw.config.servers.contains_key(&server) {
+    if gw.config.endpoint(&server).is_none() {
         return GatewayError::NoSuchServer.into_response();
     }
     let document = auth::protected_resource_metadata(&gw.resource_url(&server), &gw.config.auth);
@@ -337,6 +338,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
         "policy_version": gw.pdp.policies().version(),
         "policies": gw.pdp.policies().policy_count(),
         "servers": gw.config.servers.keys().collect::<Vec<_>>(),
+        "aggregate": gw.config.aggregate.as_ref().map(|a| &a.name),
         "sessions": gw.sessions.len(),
     }))
     .into_response()
@@ -360,7 +362,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
 /// passes before anything else is read.
 async fn admit(gw: &Gateway, server: &str, headers: &HeaderMap) -> Result<Identity, GatewayError> {
     check_host_and_origin(&gw.config, headers)?;
-    if !gw.config.servers.contains_key(server) {
+    if gw.config.endpoint(server).is_none() {
         return Err(GatewayError::NoSuchServer);
     }
     match gw.auth.authenticate(headers).await {
@@ -467,6 +469,57 @@ async fn start_session(
     if gw.sessions.len() >= gw.config.max_sessions {
         return Err(GatewayError::TooManySessions);
     }
+    let members = gw
+        .config
+        .endpoint(server)
+        .ok_or(GatewayError::NoSuchServer)?;
+    let mut connected = Vec::with_capacity(members.len());
+    for member in &members {
+        match connect_member(gw, member, peer, identity).await {
+            Ok(member) => connected.push(member),
+            Err(refusal) => {
+                for started in connected {
+                    started.upstream.close().await;
+                }
+                return Err(refusal);
+            }
+        }
+    }
+    let aggregate = gw
+        .config
+        .aggregate
+        .as_ref()
+        .filter(|a| a.name == server)
+        .map(|a| {
+            let origin = warden_mcp::record::Origin {
+                principal: identity.principal.to_string(),
+                acting_for: identity.acting_for.clone(),
+                server: a.name.clone(),
+                instance: gw.config.instance.clone(),
+            };
+            Aggregate::new(a.servers.clone(), origin)
+        });
+    let session = session::start(
+        session::new_session_id(),
+        server.to_owned(),
+        owner,
+        connected,
+        aggregate,
+        gw.log.clone(),
+        gw.config.max_message_bytes,
+    );
+    gw.sessions.insert(Arc::clone(&session));
+    gw.metrics.set_sessions(gw.sessions.len());
+    Ok(session)
+}
+
+/// Starts an upstream session of `server` and the relay that guards it.
+async fn connect_member(
+    gw: &Gateway,
+    server: &str,
+    peer: SocketAddr,
+    identity: &Identity,
+) -> Result<Member, GatewayError> {
     let Some(spec) = gw.config.servers.get(server).map(|s| &s.upstream) else {
         return Err(GatewayError::NoSuchServer);
     };
@@ -497,18 +550,7 @@ async fn start_session(
         },
         Arc::clone(&gw.pdp),
     );
-    let session = session::start(
-        session::new_session_id(),
-        server.to_owned(),
-        owner,
-        relay,
-        upstream,
-        gw.log.clone(),
-        gw.config.max_message_bytes,
-    );
-    gw.sessions.insert(Arc::clone(&session));
-    gw.metrics.set_sessions(gw.sessions.len());
-    Ok(session)
+    Ok(Member { relay, upstream })
 }
 
 /// A message without a session that is not `initialize`.
@@ -599,12 +641,8 @@ fn to_sse(event: StreamEvent) -> Event {
 fn is_response_to(data: &str, key: &str) -> bool {
     matches!(
         jsonrpc::parse(data).map(|p| p.message),
-        Ok(Message::Response { ref id, .. }) if id_key(id) == key
+        Ok(Message::Response { ref id, .. }) if id.key() == key
     )
-}
-
-fn id_key(id: &jsonrpc::Id) -> String {
-    serde_json::from_str::<Value>(id.raw()).map_or_else(|_| id.raw().to_owned(), |v| v.to_string())
 }
 
 fn set_session_header(response: &mut Response, session: &SessionHandle) {

@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// The upstream servers, by name; each is served at `/mcp/{name}`.
     pub servers: BTreeMap<String, ServerConfig>,
+    /// The aggregated endpoint, if one is configured.
+    pub aggregate: Option<AggregateConfig>,
     /// How agents authenticate.
     pub auth: AuthConfig,
     /// How long an upstream may take to answer one request.
@@ -47,4 +49,29 @@ pub struct GatewayConfig {
 pub struct ServerConfig {
     /// How to reach it, with the credentials Warden adds on the way out.
     pub upstream: UpstreamSpec,
+}
+
+/// One endpoint, `/mcp/{name}`, that offers the tools of several servers
+/// under the names `SERVER__TOOL`.
+#[derive(Debug, Clone)]
+pub struct AggregateConfig {
+    /// Its name: distinct from every server's, even ignoring case and
+    /// `-` versus `_`.
+    pub name: String,
+    /// The member servers, in the order their tools are listed. Each is a
+    /// configured server whose name passes
+    /// [`is_member_name`](crate::aggregate::is_member_name).
+    pub servers: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// The servers an endpoint name stands for: the server itself, or the
+    /// aggregate's members; `None` for a name that is neither.
+    pub fn endpoint(&self, name: &str) -> Option<Vec<&str>> {
+        if let Some((server, _)) = self.servers.get_key_value(name) {
+            return Some(vec![server.as_str()]);
+        }
+        let aggregate = self.aggregate.as_ref().filter(|a| a.name == name)?;
+        Some(aggregate.servers.iter().map(String::as_str).collect())
+    }
 }

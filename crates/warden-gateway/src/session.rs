@@ -1,12 +1,14 @@
 //! Downstream sessions: one MCP session of one authenticated client with one
-//! server, run by one task that owns the relay and the upstream connection.
+//! server (or, on the aggregated endpoint, several), run by one task that
+//! owns each member server's relay and upstream connection.
 //!
 //! This module owns the routing of messages inside a session: which HTTP
-//! stream an answer, a progress notification or a server request goes to.
-//! Every decision about a message is the relay's. Because each session has
-//! an upstream connection of its own (for a stdio server: its own child
-//! process), a message from the upstream can only ever belong to this
-//! session's client; nothing is shared between clients.
+//! stream an answer, a progress notification or a server request goes to,
+//! and which member a message is for. Every decision about a message is a
+//! relay's; the renaming on the aggregated endpoint is `aggregate`'s.
+//! Because each session has upstream connections of its own (for a stdio
+//! server: its own child process), a message from an upstream can only ever
+//! belong to this session's client; nothing is shared between clients.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use warden_mcp::jsonrpc::{self, Message};
 use warden_mcp::{Out, Relay};
+use warden_store::DecisionLog as _;
 
+use crate::aggregate::{Aggregate, Route};
 use crate::log::SharedLog;
 use crate::upstream::{UpstreamConnection, UpstreamEvent};
 
@@ -116,13 +120,24 @@ impl SessionHandle {
     }
 }
 
-/// Starts the task of a new session over `upstream`, driving `relay`.
+/// One server of a session: its relay and its upstream connection.
+#[derive(Debug)]
+pub struct Member {
+    /// The relay that decides and records for this server.
+    pub relay: Relay,
+    /// The server's upstream session.
+    pub upstream: UpstreamConnection,
+}
+
+/// Starts the task of a new session with `members` (one, or on the
+/// aggregated endpoint several, with `aggregate` translating between them
+/// and the client).
 pub fn start(
     id: String,
     server: String,
     owner: String,
-    relay: Relay,
-    upstream: UpstreamConnection,
+    members: Vec<Member>,
+    aggregate: Option<Aggregate>,
     log: SharedLog,
     max_message_bytes: usize,
 ) -> Arc<SessionHandle> {
@@ -131,15 +146,18 @@ pub fn start(
         last_used: Some(Instant::now()),
         ..Shared::default()
     }));
+    let (relays, upstreams): (Vec<Relay>, Vec<UpstreamConnection>) =
+        members.into_iter().map(|m| (m.relay, m.upstream)).unzip();
     let task = SessionTask {
-        relay,
+        relays,
+        aggregate,
         log,
         state: Arc::clone(&state),
         routes: Routes::default(),
         server: server.clone(),
         max_message_bytes,
     };
-    tokio::spawn(task.run(commands, upstream));
+    tokio::spawn(task.run(commands, upstreams));
     Arc::new(SessionHandle {
         id,
         server,
@@ -204,7 +222,7 @@ impl Routes {
     fn deliver(&mut self, line: String, answered: &mut Option<String>) {
         let parsed = jsonrpc::parse(&line).ok();
         let response_key = match parsed.as_ref().map(|p| &p.message) {
-            Some(Message::Response { id, .. }) => Some(id_key(id)),
+            Some(Message::Response { id, .. }) => Some(id.key().to_owned()),
             _ => None,
         };
         if let Some(key) = response_key {
@@ -270,8 +288,14 @@ impl Routes {
     }
 }
 
+/// Carries out a relay's outputs: messages for the client, or for the
+/// upstream of the member (by index) whose relay wrote them.
+type Steps = Vec<(usize, Out)>;
+
 struct SessionTask {
-    relay: Relay,
+    /// By member index, in the order of `aggregate`'s servers.
+    relays: Vec<Relay>,
+    aggregate: Option<Aggregate>,
     log: SharedLog,
     state: Arc<Mutex<Shared>>,
     routes: Routes,
@@ -283,7 +307,7 @@ impl SessionTask {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut upstream: UpstreamConnection,
+        mut upstreams: Vec<UpstreamConnection>,
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -291,8 +315,8 @@ impl SessionTask {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Client { line, reply }) => {
-                        let outs = self.client(line, reply);
-                        if !self.dispatch(outs, &upstream).await {
+                        let steps = self.client(line, reply);
+                        if !self.dispatch(steps, &upstreams).await {
                             break "the upstream stopped accepting messages";
                         }
                     }
@@ -301,37 +325,43 @@ impl SessionTask {
                     }
                     Some(Command::Close) | None => break "the session was closed",
                 },
-                event = upstream.next_event() => {
-                    let outs = match event {
-                        Some(UpstreamEvent::Line(line)) => self.with_log(|r, log| r.on_server(&line, log)),
+                (member, event) = next_event(&mut upstreams) => {
+                    let steps = match event {
+                        Some(UpstreamEvent::Line(line)) => {
+                            self.step(member, |r, log| r.on_server(&line, log))
+                        }
                         Some(UpstreamEvent::Oversized { head, tail }) => {
                             let limit = self.max_message_bytes;
-                            self.with_log(|r, log| r.on_server_oversized(&head, &tail, limit, log))
+                            self.step(member, |r, log| r.on_server_oversized(&head, &tail, limit, log))
                         }
                         Some(UpstreamEvent::Garbage) => {
-                            self.relay.on_server_garbage();
+                            if let Some(relay) = self.relays.get_mut(member) {
+                                relay.on_server_garbage();
+                            }
                             Vec::new()
                         }
                         Some(UpstreamEvent::Closed(why)) => {
-                            tracing::warn!(mcp.server = %self.server, upstream.reason = %why, "upstream session ended");
-                            let outs = self.with_log(|r, log| r.on_server_exit(log));
-                            self.dispatch(outs, &upstream).await;
+                            tracing::warn!(mcp.server = %self.server, upstream.member = member, upstream.reason = %why, "upstream session ended");
+                            let steps = self.step(member, |r, log| r.on_server_exit(log));
+                            self.dispatch(steps, &upstreams).await;
                             break "the upstream ended";
                         }
                         None => {
-                            let outs = self.with_log(|r, log| r.on_server_exit(log));
-                            self.dispatch(outs, &upstream).await;
+                            let steps = self.step(member, |r, log| r.on_server_exit(log));
+                            self.dispatch(steps, &upstreams).await;
                             break "the upstream ended";
                         }
                     };
-                    if !self.dispatch(outs, &upstream).await {
+                    if !self.dispatch(steps, &upstreams).await {
                         break "the upstream stopped accepting messages";
                     }
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    let outs = self.with_log(|r, log| r.on_tick(now, log));
-                    self.dispatch(outs, &upstream).await;
+                    for member in 0..self.relays.len() {
+                        let steps = self.step(member, |r, log| r.on_tick(now, log));
+                        self.dispatch(steps, &upstreams).await;
+                    }
                 }
             }
         };
@@ -339,25 +369,74 @@ impl SessionTask {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
         }
-        self.with_log(|r, log| {
-            r.abandon_all(log);
-            Vec::new()
-        });
+        for member in 0..self.relays.len() {
+            self.step(member, |r, log| {
+                r.abandon_all(log);
+                Vec::new()
+            });
+        }
         commands.close();
-        upstream.close().await;
+        for upstream in upstreams {
+            upstream.close().await;
+        }
     }
 
-    /// Runs a relay step with the decision log. Writing a record is a
-    /// synchronous, durable write, so it runs where blocking is allowed.
-    fn with_log(&mut self, step: impl FnOnce(&mut Relay, &mut SharedLog) -> Vec<Out>) -> Vec<Out> {
-        let relay = &mut self.relay;
+    /// Runs a step of member `member`'s relay with the decision log, and
+    /// gives what it addressed to the client the aggregate's names. Writing
+    /// a record is a synchronous, durable write, so it runs where blocking
+    /// is allowed.
+    fn step(
+        &mut self,
+        member: usize,
+        step: impl FnOnce(&mut Relay, &mut SharedLog) -> Vec<Out>,
+    ) -> Steps {
+        let Some(relay) = self.relays.get_mut(member) else {
+            return Vec::new();
+        };
         let log = &mut self.log;
-        tokio::task::block_in_place(|| step(relay, log))
+        let outs = tokio::task::block_in_place(|| step(relay, log));
+        let mut steps = Vec::with_capacity(outs.len());
+        for out in outs {
+            match (out, &mut self.aggregate) {
+                (Out::Client(line), Some(aggregate)) => steps.extend(
+                    aggregate
+                        .from_member(member, line)
+                        .into_iter()
+                        .map(|line| (member, Out::Client(line))),
+                ),
+                (out, _) => steps.push((member, out)),
+            }
+        }
+        steps
     }
 
-    fn client(&mut self, line: String, reply: Option<mpsc::Sender<StreamEvent>>) -> Vec<Out> {
+    /// Hands a client message to the relay (or relays) it is for.
+    fn relay_client(&mut self, line: String) -> Steps {
+        let Some(aggregate) = &mut self.aggregate else {
+            return self.step(0, |r, log| r.on_client(&line, log));
+        };
+        let mut steps = Vec::new();
+        for route in aggregate.from_client(&line) {
+            match route {
+                Route::Member(member, text) => {
+                    steps.extend(self.step(member, |r, log| r.on_client(&text, log)));
+                }
+                Route::Refused { answer, record } => {
+                    let log = &mut self.log;
+                    // The refusal stands whether or not its record is kept.
+                    let _ = tokio::task::block_in_place(|| log.append(&record));
+                    steps.push((0, Out::Client(answer)));
+                }
+            }
+        }
+        steps
+    }
+
+    fn client(&mut self, line: String, reply: Option<mpsc::Sender<StreamEvent>>) -> Steps {
         let request = match jsonrpc::parse(&line).map(|p| p.message) {
-            Ok(Message::Request { id, method, params }) => Some((id_key(&id), method, params)),
+            Ok(Message::Request { id, method, params }) => {
+                Some((id.key().to_owned(), method, params))
+            }
             _ => None,
         };
         let mut own = None;
@@ -381,22 +460,22 @@ impl SessionTask {
             // this message's answer.
             own = Some(sender);
         }
-        let outs = self.with_log(|r, log| r.on_client(&line, log));
+        let steps = self.relay_client(line);
         match own {
             Some(sender) => {
                 let stream = self.routes.new_stream();
                 let mut rest = Vec::new();
-                for out in outs {
+                for (member, out) in steps {
                     match out {
                         Out::Client(answer) => {
                             self.routes.push(stream, &sender, answer);
                         }
-                        server => rest.push(server),
+                        server => rest.push((member, server)),
                     }
                 }
                 rest
             }
-            None => outs,
+            None => steps,
         }
     }
 
@@ -437,10 +516,10 @@ impl SessionTask {
         true
     }
 
-    /// Carries out what the relay returned. `false` when the upstream can
+    /// Carries out what the relays returned. `false` when an upstream can
     /// no longer be written to.
-    async fn dispatch(&mut self, outs: Vec<Out>, upstream: &UpstreamConnection) -> bool {
-        for out in outs {
+    async fn dispatch(&mut self, steps: Steps, upstreams: &[UpstreamConnection]) -> bool {
+        for (member, out) in steps {
             match out {
                 Out::Client(line) => {
                     let mut answered = None;
@@ -452,7 +531,11 @@ impl SessionTask {
                     }
                 }
                 Out::Server(line) => {
-                    if upstream.send(line).await.is_err() {
+                    let sent = match upstreams.get(member) {
+                        Some(upstream) => upstream.send(line).await.is_ok(),
+                        None => false,
+                    };
+                    if !sent {
                         return false;
                     }
                 }
@@ -462,9 +545,18 @@ impl SessionTask {
     }
 }
 
-/// The key two equal ids share (`"a"` and `"\u0061"` are one id).
-fn id_key(id: &jsonrpc::Id) -> String {
-    serde_json::from_str::<Value>(id.raw()).map_or_else(|_| id.raw().to_owned(), |v| v.to_string())
+/// The next event of any of `upstreams`, with the index of its member.
+async fn next_event(upstreams: &mut [UpstreamConnection]) -> (usize, Option<UpstreamEvent>) {
+    match upstreams {
+        [] => return std::future::pending().await,
+        [only] => return (0, only.next_event().await),
+        _ => {}
+    }
+    let waiting = upstreams
+        .iter_mut()
+        .enumerate()
+        .map(|(member, upstream)| Box::pin(async move { (member, upstream.next_event().await) }));
+    futures_util::future::select_all(waiting).await.0
 }
 
 fn parse_event_id(text: &str) -> Option<(u64, u64)> {

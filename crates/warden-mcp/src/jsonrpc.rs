@@ -66,6 +66,12 @@ impl Id {
         &self.raw
     }
 
+    /// The canonical form two equal ids share (`"a"` for both `"a"` and
+    /// `"\u0061"`; integers as written).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// An id Warden mints for a request it sends upstream: a small
     /// integer, which every JSON parser reads exactly.
     pub fn own(n: u64) -> Id {
@@ -190,25 +196,65 @@ impl Parsed {
             .map(|(_, v)| v)
     }
 
+    /// Re-serialises the message with `params.<key>` set to `value`
+    /// (removed when `None`); every other member, and every other member of
+    /// `params`, is kept as received. A message without an object `params`
+    /// gets one.
+    pub fn with_param(&self, key: &str, value: Option<&Value>) -> String {
+        let params = self.members.iter().find(|(k, _)| k == "params");
+        let mut inner: Vec<(String, String)> = params
+            .and_then(|(_, raw)| members(raw.get()).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, raw)| (k, raw.get().to_owned()))
+            .collect();
+        let position = inner.iter().position(|(k, _)| k == key);
+        match (position, value) {
+            (Some(index), Some(value)) => {
+                if let Some(member) = inner.get_mut(index) {
+                    member.1 = value.to_string();
+                }
+            }
+            (Some(index), None) => {
+                inner.remove(index);
+            }
+            (None, Some(value)) => inner.push((key.to_owned(), value.to_string())),
+            (None, None) => {}
+        }
+        let params = object_text(inner.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut outer: Vec<(&str, &str)> = self
+            .members
+            .iter()
+            .map(|(k, raw)| {
+                (
+                    k.as_str(),
+                    if k == "params" {
+                        params.as_str()
+                    } else {
+                        raw.get()
+                    },
+                )
+            })
+            .collect();
+        if !outer.iter().any(|(k, _)| *k == "params") {
+            outer.push(("params", params.as_str()));
+        }
+        object_text(outer.into_iter())
+    }
+
     /// Re-serialises the message with `id` in place of its id and, when
     /// given, `result` in place of its result; every other member is kept
     /// as received.
     pub fn rewrite(&self, id: Option<&Id>, result: Option<&Value>) -> String {
-        let mut out = String::from("{");
-        for (index, (key, raw)) in self.members.iter().enumerate() {
-            if index > 0 {
-                out.push(',');
-            }
-            out.push_str(&Value::String(key.clone()).to_string());
-            out.push(':');
-            match (key.as_str(), id, result) {
-                ("id", Some(id), _) => out.push_str(id.raw()),
-                ("result", _, Some(result)) => out.push_str(&result.to_string()),
-                _ => out.push_str(raw.get()),
-            }
-        }
-        out.push('}');
-        out
+        let result = result.map(Value::to_string);
+        object_text(self.members.iter().map(|(key, raw)| {
+            let text = match (key.as_str(), id, &result) {
+                ("id", Some(id), _) => id.raw(),
+                ("result", _, Some(result)) => result.as_str(),
+                _ => raw.get(),
+            };
+            (key.as_str(), text)
+        }))
     }
 }
 
@@ -444,6 +490,21 @@ pub fn request(id: &Id, method: &str, params: &Value) -> String {
     )
 }
 
+/// A JSON object from member names and their JSON texts.
+fn object_text<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::from("{");
+    for (index, (key, raw)) in members.enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(key.to_owned()).to_string());
+        out.push(':');
+        out.push_str(raw);
+    }
+    out.push('}');
+    out
+}
+
 /// The top-level members of a JSON object, refusing duplicate keys.
 fn members(text: &str) -> Result<Vec<(String, Box<RawValue>)>, String> {
     struct Members;
@@ -595,6 +656,28 @@ mod tests {
     fn only_the_top_level_id_counts() {
         let text = r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"set","arguments":{"id":99}},"id":5}"#;
         assert_eq!(id_of(text).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn with_param_replaces_one_member_and_keeps_every_other_byte() {
+        let text = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"fs__read","arguments":{"n":9007199254740993,"x":1.10},"_meta":{"progressToken":"t"}},"extra":{"keep":true}}"#;
+        let parsed = parse(text).unwrap();
+        let renamed = parsed.with_param("name", Some(&Value::from("read")));
+        assert_eq!(
+            renamed,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read","arguments":{"n":9007199254740993,"x":1.10},"_meta":{"progressToken":"t"}},"extra":{"keep":true}}"#
+        );
+        let without = parse(text).unwrap().with_param("_meta", None);
+        assert!(!without.contains("progressToken") && without.contains("9007199254740993"));
+        let bare = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+        assert_eq!(
+            bare.with_param("cursor", Some(&Value::from("c"))),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"c"}}"#
+        );
+        assert_eq!(
+            bare.with_param("cursor", None),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#
+        );
     }
 
     #[test]

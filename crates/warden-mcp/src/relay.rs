@@ -1010,11 +1010,7 @@ impl Relay {
     ) -> Vec<Out> {
         let label = "unknown_tool";
         let decision_id = self.record_refusal(label, message, subject, log);
-        let result = json!({
-            "content": [{"type": "text", "text": format!("{message} (decision {decision_id})")}],
-            "isError": true,
-            "_meta": {DECISION_META: {"decision_id": decision_id, "reason": label}},
-        });
+        let result = unknown_tool_result(message, &decision_id);
         vec![Out::Client(jsonrpc::result_response(id, &result))]
     }
 
@@ -1223,6 +1219,17 @@ fn call_arguments(action: Action, params: &Value) -> Option<Value> {
         }
         _ => None,
     }
+}
+
+/// The answer to a call of a tool the server does not offer: a tool
+/// execution error (`isError`) whose text names the tool and the decision,
+/// with the decision in `_meta` under [`DECISION_META`].
+pub fn unknown_tool_result(message: &str, decision_id: &str) -> Value {
+    json!({
+        "content": [{"type": "text", "text": format!("{message} (decision {decision_id})")}],
+        "isError": true,
+        "_meta": {DECISION_META: {"decision_id": decision_id, "reason": "unknown_tool"}},
+    })
 }
 
 /// Tool names as MCP 2025-11-25 specifies them: 1 to 128 ASCII letters,

@@ -113,6 +113,24 @@ pub struct RawGateway {
     /// This gateway instance's name in the decision log. Default: the host
     /// name, or `warden`.
     pub instance: Option<String>,
+    /// One endpoint that offers the tools of several servers at once.
+    pub aggregate: Option<RawAggregate>,
+}
+
+/// The aggregated endpoint: `/mcp/{name}` offers the tools of its servers,
+/// each named `SERVER__TOOL`; policy still sees the real server and tool.
+/// Resources and prompts stay on each server's own endpoint.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAggregate {
+    /// The endpoint's name (served at `/mcp/{name}`): 1 to 64 ASCII
+    /// letters, digits, `_` or `-`, not ambiguous with any server's name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    pub name: Option<String>,
+    /// The member servers, in the order their tools are listed. Default:
+    /// every server. A member's name must not contain `__` nor end in `_`,
+    /// so that every exposed name splits back into one server and tool.
+    pub servers: Option<Vec<String>>,
 }
 
 /// How agents authenticate to the gateway. At least one way must be on.

@@ -12,12 +12,15 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use url::{Host, Url};
+use warden_gateway::aggregate::{is_member_name, SEPARATOR};
 use warden_gateway::auth::{AuthConfig, JwksSource, JwtConfig};
-use warden_gateway::config::{GatewayConfig, ServerConfig};
+use warden_gateway::config::{AggregateConfig, GatewayConfig, ServerConfig};
 use warden_gateway::upstream::UpstreamSpec;
 
 use super::problem::{KeyPath, Problems};
-use super::raw::{RawAuth, RawConfig, RawGateway, RawJwt, RawLimits, RawServer, RawTransport};
+use super::raw::{
+    RawAggregate, RawAuth, RawConfig, RawGateway, RawJwt, RawLimits, RawServer, RawTransport,
+};
 use super::secret::{is_sensitive_header, Resolver, Secret};
 
 /// What `warden serve` needs from the file besides the gateway's own
@@ -67,6 +70,10 @@ pub fn build(
         problems,
     );
     let servers = servers(&raw.servers, base, mode, &root.key("servers"), problems);
+    let aggregate = raw.gateway.aggregate.as_ref().and_then(|a| {
+        let path = root.key("gateway").key("aggregate");
+        aggregate(a, &raw.servers, &path, problems)
+    });
     let resolve = |path: &Option<PathBuf>| path.as_ref().map(|p| base.join(p));
     let settings = ServeSettings {
         policies: resolve(&raw.policies),
@@ -91,6 +98,7 @@ pub fn build(
         allowed_hosts: listener.allowed_hosts,
         allowed_origins: listener.allowed_origins,
         servers,
+        aggregate,
         auth,
         call_timeout: limits.call_timeout,
         max_message_bytes: limits.max_message_bytes,
@@ -630,6 +638,70 @@ fn servers(
             }
         }
         Some(servers)
+    })
+}
+
+/// The aggregated endpoint, checked against the servers: every exposed tool
+/// name must split back into exactly one (server, tool), so a member name
+/// with `__` in it or a trailing `_` is refused rather than risk two tools
+/// sharing a name (failure case C22).
+fn aggregate(
+    raw: &RawAggregate,
+    servers: &BTreeMap<String, RawServer>,
+    path: &KeyPath,
+    problems: &mut Problems,
+) -> Option<AggregateConfig> {
+    clean(problems, |problems| {
+        let name = match raw.name.as_deref() {
+            None => {
+                problems.add(
+                    path,
+                    "missing `name`: the endpoint is served at `/mcp/NAME`",
+                );
+                return None;
+            }
+            Some(name) => name,
+        };
+        let here = path.key("name");
+        if let Err(e) = super::check_server_name(name) {
+            problems.add(
+                &here,
+                e.to_string().replace("server name", "aggregate name"),
+            );
+        } else if let Some(server) = servers.keys().find(|s| folded(s) == folded(name)) {
+            problems.add(
+                &here,
+                format!("aggregate name `{name}` is ambiguous with server `{server}`: both would be served at `/mcp/{name}`"),
+            );
+        }
+        let members: Vec<String> = match &raw.servers {
+            Some(list) => list.clone(),
+            None => servers.keys().cloned().collect(),
+        };
+        let list_path = path.key("servers");
+        if members.is_empty() {
+            problems.add(&list_path, "no servers: name at least one");
+        }
+        for (index, member) in members.iter().enumerate() {
+            let here = match raw.servers {
+                Some(_) => list_path.index(index),
+                None => list_path.clone(),
+            };
+            if !servers.contains_key(member) {
+                problems.add(&here, format!("no server is named `{member}`"));
+            } else if members.iter().take(index).any(|m| m == member) {
+                problems.add(&here, format!("server `{member}` is listed twice"));
+            } else if !is_member_name(member) {
+                problems.add(
+                    &here,
+                    format!("server `{member}` cannot be aggregated: a name with `{SEPARATOR}` in it or a trailing `_` would make tool names like `{member}{SEPARATOR}TOOL` ambiguous; rename the server"),
+                );
+            }
+        }
+        Some(AggregateConfig {
+            name: name.to_owned(),
+            servers: members,
+        })
     })
 }
 

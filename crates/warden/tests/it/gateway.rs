@@ -174,6 +174,289 @@ fn sdk_client_gets_real_answers_and_policy_refusals_from_stdio_and_http_servers(
         .all(|r| r["tool"] == "read_text_file" || r["tool"] == "echo"));
 }
 
+#[test]
+fn inspector_cli_lists_and_calls_through_the_gateway_with_an_api_key() {
+    let ws = Workspace::new(&format!(
+        "{CLAUDE_POLICIES}\n@id(\"no-forbidden-echo\")\n\
+         forbid (principal, action == Action::\"tools/call\", resource is Tool)\n\
+         when {{ resource.name == \"echo\" && context.args.strings.hasTag(\"message\") &&\n\
+                 context.args.strings.getTag(\"message\") == \"forbidden\" }};"
+    ));
+    let home = ws.path("home");
+    std::fs::create_dir(&home).unwrap();
+    let everything = HttpPeer::everything();
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[servers.everything]\nurl = {}\n",
+            toml_str(&everything.url)
+        ),
+    );
+    let key = mint_key(&ws, "claude", None);
+    let inspector = |bearer: &str, extra: &[&str]| {
+        let out = std::process::Command::new(npm_bin("mcp-inspector"))
+            .args(["--cli", &gateway.mcp("everything"), "--transport", "http"])
+            .args(["--header", &format!("Authorization: Bearer {bearer}")])
+            .args(extra)
+            .env("HOME", &home)
+            .output()
+            .unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let (code, stdout, stderr) = inspector(&key, &["--method", "tools/list"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let list: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(tool_names(&list), ["echo", "get-sum"]);
+
+    let call = ["--method", "tools/call", "--tool-name", "get-sum"];
+    let (code, stdout, stderr) =
+        inspector(&key, &[&call[..], &["--tool-arg", "a=40", "b=2"]].concat());
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("42"), "{stdout}");
+
+    // A tool no call could be allowed on is not even listed.
+    let hidden = ["--method", "tools/call", "--tool-name", "get-env"];
+    let (code, stdout, stderr) = inspector(&key, &hidden);
+    assert_ne!(code, Some(0), "a hidden tool must not be called: {stdout}");
+    assert!(stderr.contains("tool_not_found"), "{stdout}{stderr}");
+    let call = ["--method", "tools/call", "--tool-name", "echo"];
+    let (code, stdout, stderr) = inspector(
+        &key,
+        &[&call[..], &["--tool-arg", "message=forbidden"]].concat(),
+    );
+    assert_ne!(code, Some(0), "a denied call must fail: {stdout}");
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains("denied by policy") && said.contains("no-forbidden-echo"),
+        "{said}"
+    );
+
+    let (code, stdout, stderr) = inspector("wdn_not-a-key", &["--method", "tools/list"]);
+    // The 401 and its challenge send the inspector to OAuth, which it
+    // cannot start without a terminal.
+    assert_ne!(code, Some(0), "a bad key must be refused: {stdout}");
+    assert!(stderr.contains("auth_required"), "{stdout}{stderr}");
+}
+
+// === the aggregated endpoint ===
+
+#[test]
+fn aggregated_endpoint_merges_a_stdio_and_an_http_server_and_policy_sees_the_real_pair() {
+    let ws = Workspace::new(CLAUDE_POLICIES);
+    let root = ws.path("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello through the aggregate").unwrap();
+    let everything = HttpPeer::everything();
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[gateway.aggregate]\nname = \"all\"\n\n\
+             [servers.fs]\ncommand = {}\nargs = [{}]\n\n[servers.everything]\nurl = {}\n",
+            toml_str(&npm_bin("mcp-server-filesystem")),
+            toml_str(&root.display().to_string()),
+            toml_str(&everything.url),
+        ),
+    );
+    let key = mint_key(&ws, "claude", Some("alice"));
+
+    let read = json!({"path": root.join("hello.txt")}).to_string();
+    let write = json!({"path": root.join("evil.txt"), "content": "x"}).to_string();
+    let all = sdk_over_http(
+        &gateway.mcp("all"),
+        &key,
+        &[
+            "--list",
+            "--call",
+            "fs__read_text_file",
+            &read,
+            "--call",
+            "everything__echo",
+            r#"{"message": "merged"}"#,
+            "--call",
+            "fs__write_file",
+            &write,
+            "--call",
+            "everything__get-env",
+            "{}",
+            "--call",
+            "nowhere__echo",
+            "{}",
+        ],
+    );
+    // Server by server (in name order), each in its own order; one page
+    // each.
+    let names = op_names(&all["ops"][0]);
+    assert_eq!(all["ops"][0]["pages"], 2, "{all}");
+    assert_eq!(
+        names,
+        [
+            "everything__echo",
+            "everything__get-sum",
+            "fs__read_text_file",
+            "fs__list_directory",
+            "fs__list_allowed_directories"
+        ],
+        "{all}"
+    );
+    assert_eq!(
+        all["ops"][1]["text"], "hello through the aggregate",
+        "{all}"
+    );
+    assert_eq!(all["ops"][2]["text"], "Echo: merged", "{all}");
+    assert_eq!(all["ops"][3]["error"]["code"], -32010, "{all}");
+    assert_eq!(all["ops"][4]["error"]["code"], -32010, "{all}");
+    assert_eq!(all["ops"][5]["isError"], true, "{all}");
+    assert!(
+        !root.join("evil.txt").exists(),
+        "a denied call reached the server"
+    );
+
+    // Records name the real server and tool, never the exposed name.
+    let records = ws.records();
+    let decisions = of_kind(&records, "decision");
+    for (server, tool, decision) in [
+        ("fs", "read_text_file", "allow"),
+        ("everything", "echo", "allow"),
+        ("fs", "write_file", "deny"),
+        ("everything", "get-env", "deny"),
+        ("all", "nowhere__echo", "deny"),
+    ] {
+        assert!(
+            decisions
+                .iter()
+                .any(|r| r["server"] == server && r["tool"] == tool && r["decision"] == decision),
+            "no {decision} of {server}/{tool}: {decisions:#?}"
+        );
+    }
+    assert!(!decisions.iter().any(|r| r["tool"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("fs__") || t.starts_with("everything__"))));
+}
+
+#[test]
+fn aggregated_lists_page_through_every_server_and_hidden_tools_stay_hidden() {
+    let ws = Workspace::new(
+        r#"@id("all") permit(principal, action, resource);
+           @id("hide") forbid(principal, action == Action::"tools/call", resource)
+           when { resource.name == "echo" || resource.name == "tool-02" };"#,
+    );
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[gateway.aggregate]\nname = \"merged\"\nservers = [\"one\", \"two\"]\n\n{}\n{}",
+            fake_stdio_server("one", &["--page-size", "2", "--extra-tools", "3"]),
+            fake_stdio_server("two", &["--page-size", "3", "--extra-tools", "2"]),
+        ),
+    );
+    let key = mint_key(&ws, "agent-p", None);
+    let mut client = McpClient::new(&gateway.mcp("merged"), Some(&key));
+    client.initialize();
+    let mut names = Vec::new();
+    let mut cursor = None;
+    for page in 0.. {
+        assert!(page < 20, "the listing never ended");
+        let params = cursor.map_or(json!({}), |c: String| json!({"cursor": c}));
+        let answer = client.request(json!(page + 10), "tools/list", params);
+        names.extend(tool_names(&answer["result"]));
+        match answer["result"]["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let expected = |server: &str, extra: usize| {
+        ["crash", "hang", "slow", "progress", "roots"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain((1..=extra).map(|n| format!("tool-{n:02}")))
+            .filter(|t| t != "tool-02")
+            .map(|t| format!("{server}__{t}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names, [expected("one", 3), expected("two", 2)].concat());
+
+    // A hidden tool is refused by name too, and the same tool of the other
+    // server is its own tool.
+    let hidden = client.call(50, "one__echo", json!({"message": "x"}));
+    assert_eq!(hidden["error"]["code"], -32010, "{hidden}");
+    let answer = client.call(51, "two__tool-01", json!({"message": "m"}));
+    assert_eq!(text_of(&answer), "tool-01: m");
+}
+
+#[test]
+fn c22_exposed_names_reach_exactly_one_server_and_tool() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let (log_fs, log_fs_a) = (ws.path("fs.log"), ws.path("fs_a.log"));
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[gateway.aggregate]\nname = \"all\"\n\n{}\n{}",
+            fake_stdio_server(
+                "fs",
+                &["--tool", "a__b", "--log", &log_fs.display().to_string()]
+            ),
+            fake_stdio_server(
+                "fs_a",
+                &["--tool", "b", "--log", &log_fs_a.display().to_string()]
+            ),
+        ),
+    );
+    let key = mint_key(&ws, "agent-c", None);
+    let mut client = McpClient::new(&gateway.mcp("all"), Some(&key));
+    client.initialize();
+    let listed = tool_names(&client.request(json!(1), "tools/list", json!({}))["result"]);
+    let more = client.request(json!(2), "tools/list", json!({"cursor": "1:"}));
+    let listed = [listed, tool_names(&more["result"])].concat();
+    assert!(listed.contains(&"fs__a__b".to_owned()) && listed.contains(&"fs_a__b".to_owned()));
+
+    let answer = client.call(3, "fs__a__b", json!({"message": "to fs"}));
+    assert_eq!(text_of(&answer), "a__b: to fs");
+    let answer = client.call(4, "fs_a__b", json!({"message": "to fs_a"}));
+    assert_eq!(text_of(&answer), "b: to fs_a");
+    let calls = |log: &std::path::Path| -> Vec<String> {
+        upstream_lines(log)
+            .into_iter()
+            .filter(|l| l.contains("\"tools/call\""))
+            .collect()
+    };
+    let (fs, fs_a) = (calls(&log_fs), calls(&log_fs_a));
+    assert!(
+        fs.len() == 1 && fs[0].contains(r#""name":"a__b""#),
+        "{fs:?}"
+    );
+    assert!(
+        fs_a.len() == 1 && fs_a[0].contains(r#""name":"b""#),
+        "{fs_a:?}"
+    );
+
+    // A server whose name could make exposed names ambiguous is refused at
+    // load, whichever the tools turn out to be.
+    for (members, bad) in [("[\"fs\", \"fs__a\"]", "fs__a"), ("[\"fs_\"]", "fs_")] {
+        let config = ws.path("bad.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway.aggregate]\nname = \"all\"\nservers = {members}\n\n\
+                 [servers.fs]\ncommand = \"cat\"\n[servers.fs__a]\ncommand = \"cat\"\n\
+                 [servers.fs_]\ncommand = \"cat\"\n"
+            ),
+        )
+        .unwrap();
+        let check = Command::new(WARDEN)
+            .args(["config", "check"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(check.status.code(), Some(3), "{members}");
+        let said = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            said.contains(&format!("server `{bad}` cannot be aggregated")),
+            "{said}"
+        );
+    }
+}
+
 // === sessions ===
 
 #[test]
