@@ -34,7 +34,8 @@ use crate::config::GatewayConfig;
 use crate::error::{json_body, GatewayError};
 use crate::log::SharedLog;
 use crate::metrics::Metrics;
-use crate::session::{self, Command, Member, SessionHandle, Sessions, StreamEvent};
+use crate::restarts::Restarts;
+use crate::session::{self, Command, Member, SessionHandle, SessionStart, Sessions, StreamEvent};
 use crate::upstream::{self, UpstreamOptions};
 
 /// Protocol versions of the handshake generation that Warden serves.
@@ -51,6 +52,7 @@ pub struct Gateway {
     log: SharedLog,
     auth: Authenticator,
     sessions: Sessions,
+    restarts: Arc<Restarts>,
     metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
 }
@@ -79,6 +81,7 @@ impl Gateway {
             log,
             auth,
             sessions: Sessions::default(),
+            restarts: Arc::default(),
             metrics,
             shutdown,
         })
@@ -499,15 +502,16 @@ async fn start_session(
             };
             Aggregate::new(a.servers.clone(), origin)
         });
-    let session = session::start(
-        session::new_session_id(),
-        server.to_owned(),
+    let session = session::start(SessionStart {
+        id: session::new_session_id(),
+        server: server.to_owned(),
         owner,
-        connected,
+        members: connected,
         aggregate,
-        gw.log.clone(),
-        gw.config.max_message_bytes,
-    );
+        log: gw.log.clone(),
+        max_message_bytes: gw.config.max_message_bytes,
+        restarts: Arc::clone(&gw.restarts),
+    });
     gw.sessions.insert(Arc::clone(&session));
     gw.metrics.set_sessions(gw.sessions.len());
     Ok(session)
@@ -523,6 +527,13 @@ async fn connect_member(
     let Some(spec) = gw.config.servers.get(server).map(|s| &s.upstream) else {
         return Err(GatewayError::NoSuchServer);
     };
+    if let Err(retry_after) = gw.restarts.check(server, Instant::now()) {
+        gw.metrics.upstream_error("backoff");
+        return Err(GatewayError::UpstreamBackoff {
+            server: server.to_owned(),
+            retry_after,
+        });
+    }
     let options = UpstreamOptions {
         max_message_bytes: gw.config.max_message_bytes,
         connect_timeout: CONNECT_TIMEOUT,
@@ -531,6 +542,7 @@ async fn connect_member(
     let upstream = match upstream::connect(spec, &options).await {
         Ok(upstream) => upstream,
         Err(error) => {
+            gw.restarts.failed(server, Instant::now());
             gw.metrics.upstream_error("connect_failed");
             tracing::warn!(mcp.server = %server, error = %error, "cannot start the upstream server");
             return Err(GatewayError::UpstreamUnavailable {
@@ -550,7 +562,11 @@ async fn connect_member(
         },
         Arc::clone(&gw.pdp),
     );
-    Ok(Member { relay, upstream })
+    Ok(Member {
+        server: server.to_owned(),
+        relay,
+        upstream,
+    })
 }
 
 /// A message without a session that is not `initialize`.

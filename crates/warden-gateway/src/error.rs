@@ -56,6 +56,14 @@ pub enum GatewayError {
         /// The server's configured name.
         server: String,
     },
+    /// The upstream kept failing; it is not started again before
+    /// `retry_after` has passed.
+    UpstreamBackoff {
+        /// The server's configured name.
+        server: String,
+        /// How long until it is tried again.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl GatewayError {
@@ -78,8 +86,14 @@ impl GatewayError {
             GatewayError::StreamOpen => "stream_open",
             GatewayError::TooManySessions => "too_many_sessions",
             GatewayError::UpstreamUnavailable { .. } => "upstream_unavailable",
+            GatewayError::UpstreamBackoff { .. } => "upstream_backoff",
         }
     }
+}
+
+/// Whole seconds to wait, at least one.
+fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// How an answer's body is written.
@@ -185,6 +199,20 @@ impl IntoResponse for GatewayError {
                     format!("upstream server `{server}` is unavailable"),
                 ),
             ),
+            E::UpstreamBackoff {
+                server,
+                retry_after,
+            } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Body::Rpc(
+                    None,
+                    jsonrpc::UPSTREAM_UNAVAILABLE,
+                    format!(
+                        "upstream server `{server}` keeps failing; it is started again in {} s",
+                        retry_secs(*retry_after)
+                    ),
+                ),
+            ),
         };
         let mut response = match body {
             Body::Text(message) => (status, format!("{message}\n")).into_response(),
@@ -193,6 +221,12 @@ impl IntoResponse for GatewayError {
                 jsonrpc::error_response(id.as_ref(), code, &message, None),
             ),
         };
+        if let E::UpstreamBackoff { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_secs(*retry_after)),
+            );
+        }
         if let E::Unauthenticated { challenge } = &self {
             if let Ok(value) = HeaderValue::from_str(challenge) {
                 response

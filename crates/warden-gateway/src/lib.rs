@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod log;
 pub mod metrics;
+pub mod restarts;
 pub mod session;
 pub mod upstream;
 

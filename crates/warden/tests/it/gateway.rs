@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -455,6 +456,51 @@ fn c22_exposed_names_reach_exactly_one_server_and_tool() {
             "{said}"
         );
     }
+}
+
+// === restarts ===
+
+#[test]
+fn a_server_that_keeps_dying_is_started_again_only_after_a_growing_delay() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let gateway = Served::start(&ws, &fake_stdio_server("fs", &["--exit-after-initialize"]));
+    let key = mint_key(&ws, "agent-r", None);
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                       "clientInfo": {"name": "t", "version": "0"}}});
+    let client = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    // The first start is answered; the server then exits on its own.
+    assert_eq!(client.post(&initialize).status, 200);
+
+    // Until the death is seen, starts may still go through; after it, the
+    // server is not started again for a while.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let reply = client.post(&initialize);
+        if reply.status == 503 {
+            break reply;
+        }
+        assert!(Instant::now() < deadline, "never backed off: {reply:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{refused:?}");
+    assert_eq!(refused.error_code(), -32012);
+    assert!(refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`fs` keeps failing"));
+
+    // After the delay it is started again.
+    std::thread::sleep(Duration::from_secs(wait));
+    assert_eq!(client.post(&initialize).status, 200);
+    let metrics = http()
+        .get(gateway.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("backoff"), "{metrics}");
 }
 
 // === sessions ===
