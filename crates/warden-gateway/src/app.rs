@@ -194,7 +194,7 @@ async fn post(
     let parsed = jsonrpc::parse(&text);
     let owner = owner_of(&identity);
     let session = match session_id(headers) {
-        Some(id) => find_session(gw, &id, &owner, headers)?,
+        Some(id) => find_session(gw, server, &id, &owner, headers)?,
         None => match &parsed {
             Ok(p) if is_initialize(&p.message) => {
                 start_session(gw, server, peer, &identity, owner).await?
@@ -265,7 +265,7 @@ async fn stream(gw: &Gateway, server: &str, headers: &HeaderMap) -> Result<Respo
         return Err(GatewayError::NotEventStream);
     }
     let id = session_id(headers).ok_or(GatewayError::SessionRequired { id: None })?;
-    let session = find_session(gw, &id, &owner_of(&identity), headers)?;
+    let session = find_session(gw, server, &id, &owner_of(&identity), headers)?;
     let (stream, events) = session::stream_channel();
     let (accepted, answer) = tokio::sync::oneshot::channel();
     let resume_after = headers
@@ -309,7 +309,7 @@ async fn end_session(
 async fn end(gw: &Gateway, server: &str, headers: &HeaderMap) -> Result<StatusCode, GatewayError> {
     let identity = admit(gw, server, headers).await?;
     let id = session_id(headers).ok_or(GatewayError::SessionRequired { id: None })?;
-    let session = find_session(gw, &id, &owner_of(&identity), headers)?;
+    let session = find_session(gw, server, &id, &owner_of(&identity), headers)?;
     gw.sessions.remove(&session.id);
     session.send(Command::Close).await;
     gw.metrics.set_sessions(gw.sessions.len());
@@ -406,20 +406,26 @@ fn check_host_and_origin(config: &GatewayConfig, headers: &HeaderMap) -> Result<
     Ok(())
 }
 
-/// The session `id` of `owner`, with the protocol version header checked.
+/// The session `id` of `owner` on the endpoint `server`, with the protocol
+/// version header checked.
 fn find_session(
     gw: &Gateway,
+    server: &str,
     id: &str,
     owner: &str,
     headers: &HeaderMap,
 ) -> Result<Arc<SessionHandle>, GatewayError> {
-    let Some(session) = gw.sessions.get(id, owner) else {
+    // INVARIANT: a session is found only at the endpoint it was opened on,
+    // so a URL always names the server its requests reach, and controls in
+    // front of the gateway that route or filter by path hold.
+    let session = gw.sessions.get(id, owner).filter(|s| s.server == server);
+    let Some(session) = session else {
         if gw.sessions.exists(id) {
             // INVARIANT: the answer is the same as for an unknown id, so a
             // session id is useless to anyone but its owner.
             tracing::info!(
                 session.owner.mismatch = true,
-                "refused a session id presented by another principal"
+                "refused a session id presented by another principal or at another endpoint"
             );
         }
         return Err(GatewayError::NoSuchSession);
@@ -434,6 +440,9 @@ fn check_protocol_version(
     headers: &HeaderMap,
     negotiated: Option<&str>,
 ) -> Result<(), GatewayError> {
+    if headers.get_all("mcp-protocol-version").iter().count() > 1 {
+        return Err(GatewayError::UnsupportedVersion);
+    }
     let Some(value) = headers.get("mcp-protocol-version") else {
         return match negotiated {
             Some(v) if v != DEFAULT_PROTOCOL_VERSION && v != "2024-11-05" => {

@@ -268,12 +268,23 @@ pub const MAX_NESTING: usize = 64;
 /// brackets.
 pub const MAX_IFS: usize = 1000;
 
+/// Most operator characters (`+ - * < > = ! & | .`) one policy may use. A
+/// chain of binary operators or attribute accesses nests without brackets
+/// (`1 + 1 + … + 1` is as deep as it is long), and Cedar's parser,
+/// validator and evaluator all recurse once per level: tens of thousands of
+/// levels exhaust the stack, and a few thousand already defeat the
+/// validator's own depth guard, which then lets an ill-typed policy
+/// through. Real policies use a few dozen.
+pub const MAX_OPERATORS: usize = 1000;
+
 /// Where (and how) `text` nests too deeply for the parser: the first
-/// bracket deeper than [`MAX_NESTING`], or the `if` past [`MAX_IFS`];
-/// string literals and comments do not count.
+/// bracket deeper than [`MAX_NESTING`], the `if` past [`MAX_IFS`], or the
+/// operator past [`MAX_OPERATORS`] in one policy; string literals and
+/// comments do not count.
 fn too_deep(text: &str) -> Option<(usize, String)> {
     let mut depth = 0usize;
     let mut ifs = 0usize;
+    let mut operators = 0usize;
     let mut previous_is_word = false;
     let mut chars = text.char_indices().peekable();
     while let Some((offset, c)) = chars.next() {
@@ -306,6 +317,17 @@ fn too_deep(text: &str) -> Option<(usize, String)> {
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            // The end of a policy.
+            ';' if depth == 0 => operators = 0,
+            '+' | '-' | '*' | '<' | '>' | '=' | '!' | '&' | '|' | '.' => {
+                operators += 1;
+                if operators > MAX_OPERATORS {
+                    return Some((
+                        offset,
+                        format!("a policy uses more than {MAX_OPERATORS} operators"),
+                    ));
+                }
+            }
             'i' if !previous_is_word
                 && text.get(offset..offset + 2) == Some("if")
                 && !text

@@ -339,6 +339,67 @@ fn deeply_nested_policies_are_refused_not_crashed_on() {
     assert!(load(&sources).is_ok());
 }
 
+fn load_text(text: String) -> Result<warden_policy::Policies, warden_policy::LoadError> {
+    load(&PolicySources {
+        policies: vec![SourceFile {
+            name: "chain.cedar".into(),
+            text,
+        }],
+        entities: None,
+    })
+}
+
+#[test]
+fn long_operator_and_attribute_chains_are_refused_before_they_defeat_the_validator() {
+    // Too deep for Cedar's validator, which then passed them as valid, and
+    // for the stack of a process that loaded them.
+    let sum = format!(
+        "permit(principal, action, resource) when {{ 1{} == \"x\" }};",
+        " + 1".repeat(15_000)
+    );
+    let access = format!(
+        "permit(principal, action, resource) when {{ context{} == 1 }};",
+        ".a".repeat(15_000)
+    );
+    for text in [sum, access] {
+        let err = load_text(text).expect_err("too long a chain");
+        assert_eq!(err.problems.len(), 1);
+        assert!(
+            err.problems[0].message.contains("more than 1000 operators"),
+            "{}",
+            err.problems[0]
+        );
+    }
+}
+
+#[test]
+fn the_operator_bound_is_per_policy_and_a_chain_under_it_evaluates_on_a_small_stack() {
+    // 900 operators in each of three policies of one file.
+    let policy = |id: &str| {
+        format!(
+            "@id(\"{id}\") forbid(principal, action, resource) when {{ context.args.numbers.hasTag(\"n\") && 1{} == context.args.numbers.getTag(\"n\") }};\n",
+            " + 1".repeat(880)
+        )
+    };
+    let text = format!(
+        "@id(\"all\") permit(principal, action, resource);\n{}{}{}",
+        policy("a"),
+        policy("b"),
+        policy("c")
+    );
+    let loaded = load_text(text).expect("under the bound");
+    let pdp = Pdp::new(loaded, Limits::default());
+    // Deciding runs on the caller's thread: 256 KiB is far below the 2 MiB
+    // of an async runtime's worker.
+    let decision = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || call(&pdp, "a", None, "t", json!({"n": 881})).effect)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(decision, Effect::Deny);
+}
+
 #[test]
 fn endless_if_chains_are_refused() {
     let text = format!(

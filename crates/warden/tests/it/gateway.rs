@@ -642,6 +642,36 @@ fn c05_a_session_is_found_only_by_the_principal_that_opened_it() {
     );
 }
 
+#[test]
+fn a_session_is_found_only_at_the_endpoint_it_was_opened_on() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let (log_one, log_two) = (ws.path("one.log"), ws.path("two.log"));
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[gateway.aggregate]\nname = \"all\"\n\n{}\n{}",
+            fake_stdio_server("one", &["--log", &log_one.display().to_string()]),
+            fake_stdio_server("two", &["--log", &log_two.display().to_string()]),
+        ),
+    );
+    let key = mint_key(&ws, "agent-e", None);
+    let mut one = McpClient::new(&gateway.mcp("one"), Some(&key));
+    one.initialize();
+    for endpoint in ["two", "all"] {
+        let elsewhere = one.at(&gateway.mcp(endpoint));
+        let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                          "params": {"name": "echo", "arguments": {"message": "elsewhere"}}});
+        assert_eq!(elsewhere.post(&call).status, 404, "{endpoint}");
+        assert_eq!(elsewhere.get_status(), 404, "{endpoint}");
+        assert_eq!(elsewhere.delete().status, 404, "{endpoint}");
+    }
+    // The session is untouched where it belongs.
+    let answer = one.call(6, "echo", json!({"message": "home"}));
+    assert_eq!(text_of(&answer), "Echo: home");
+    let received = [upstream_lines(&log_one), upstream_lines(&log_two)].concat();
+    assert!(!received.join("\n").contains("elsewhere"));
+}
+
 // === protocol version ===
 
 #[test]
@@ -673,6 +703,15 @@ fn c07_bogus_protocol_versions_are_refused_and_the_upstream_gets_its_negotiated_
         let refused = client.post_raw(echo(&format!("v-{bad}")), &[("mcp-protocol-version", bad)]);
         assert_eq!(refused.status, 400, "{bad}: {refused:?}");
     }
+    // Two values, even with the right one among them, say nothing for sure.
+    let twice = [
+        ("mcp-protocol-version", "2025-06-18"),
+        ("mcp-protocol-version", "2025-03-26"),
+    ];
+    let refused = client.post_raw(echo("v-twice"), &twice);
+    assert_eq!(refused.status, 400, "{refused:?}");
+    // A missing header stands for 2025-03-26, and is accepted on any
+    // session (the conformance suite relies on it); so is that value.
     let absent = client.post_raw(echo("v-absent"), &[]);
     assert_eq!(absent.status, 200, "{absent:?}");
     assert_eq!(text_of(&absent.json()), "Echo: v-absent");
@@ -686,7 +725,7 @@ fn c07_bogus_protocol_versions_are_refused_and_the_upstream_gets_its_negotiated_
 
     let requests = http_log(&log);
     let bodies: String = requests.iter().map(|r| r["body"].to_string()).collect();
-    for refused in ["v-1999-01-01", "v-banana", "v-2025-11-25"] {
+    for refused in ["v-1999-01-01", "v-banana", "v-2025-11-25", "v-twice"] {
         assert!(!bodies.contains(refused), "`{refused}` was forwarded");
     }
     assert!(bodies.contains("v-absent") && bodies.contains("v-right"));

@@ -365,6 +365,13 @@ impl McpClient {
         other
     }
 
+    /// This client, with its session, at another endpoint.
+    pub fn at(&self, url: &str) -> McpClient {
+        let mut other = McpClient::new(url, self.bearer.as_deref());
+        other.session = self.session.clone();
+        other
+    }
+
     fn prepare(&self, builder: RequestBuilder) -> RequestBuilder {
         let mut builder = builder;
         if let Some(bearer) = &self.bearer {
