@@ -135,7 +135,9 @@ pub fn run_stdio_proxy(
         to_server,
         client_out,
     };
-    let drain_for = options.relay.call_timeout;
+    // Past the call timeout, so that every request still in flight has been
+    // answered with its timeout error before the proxy gives up on it.
+    let drain_for = options.relay.call_timeout + 3 * TICK;
     let outcome = event_loop(&mut relay, &mut child, pipes, log, max, drain_for);
     match outcome {
         LoopEnd::ClientClosed => {

@@ -251,6 +251,30 @@ fn c15_a_hanging_upstream_call_times_out_with_one_error_and_one_record() {
 }
 
 #[test]
+fn c15_a_call_in_flight_when_the_client_closes_its_input_still_gets_its_timeout() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let mut args = ws.proxy_args("a");
+    args.extend(["--call-timeout".into(), "2".into()]);
+    let mut proxy = Proxy::start_with(&ws, args, &fake_upstream(&[]));
+    proxy.handshake("2025-06-18");
+    proxy.request(json!(1), "tools/list", json!({}));
+    proxy.send_json(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                           "params": {"name": "hang", "arguments": {}}}));
+    proxy.close_input();
+    let answer = proxy
+        .next_response(Duration::from_secs(20))
+        .expect("an answer after the client closed its input");
+    assert_eq!(answer["id"], 7);
+    assert_eq!(error_code(&answer), -32011);
+    let (code, _) = proxy.finish();
+    assert_eq!(code, Some(0));
+    let records = ws.records();
+    let hang: Vec<&Value> = records.iter().filter(|r| r["tool"] == "hang").collect();
+    assert_eq!(hang.len(), 2, "one decision and one outcome: {hang:#?}");
+    assert_eq!(hang[1]["outcome"], "timeout");
+}
+
+#[test]
 fn c15_an_upstream_crash_fails_every_call_in_flight_and_the_proxy_exits_clearly() {
     let ws = Workspace::new(ALLOW_ALL);
     let mut proxy = Proxy::start(&ws, "a", &fake_upstream(&[]));

@@ -243,6 +243,12 @@ impl Proxy {
         init
     }
 
+    /// Closes stdin, as a client that has sent all it will; answers can
+    /// still be read.
+    pub fn close_input(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// Closes stdin and waits for exit; returns (exit code, stderr).
     pub fn finish(mut self) -> (Option<i32>, String) {
         drop(self.stdin.take());
