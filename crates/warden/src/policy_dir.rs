@@ -16,10 +16,29 @@ const MAX_DEPTH: usize = 16;
 /// Most `.cedar` files read.
 const MAX_FILES: usize = 10_000;
 
-/// Reads and validates the policy directory `dir`.
+/// Reads and validates the policy directory `dir`. Every problem is
+/// reported, unreadable files and invalid policies alike, each with its
+/// file's path as `dir` spells it (so it can be opened from where the
+/// command ran).
 pub fn load_dir(dir: &Path) -> Result<Policies, LoadError> {
-    let sources = read_dir(dir)?;
-    warden_policy::load(&sources)
+    let (sources, mut problems) = read_dir(dir)?;
+    let loaded = if sources.policies.is_empty() {
+        None
+    } else {
+        Some(warden_policy::load(&sources))
+    };
+    match loaded {
+        Some(Ok(policies)) if problems.is_empty() => return Ok(policies),
+        Some(Err(error)) => problems.extend(error.problems.into_iter().map(|mut problem| {
+            // Source names are relative to the directory: they name policies
+            // (`file:line`) and enter the policy-set version, so they must not
+            // depend on how the directory was named.
+            problem.file = dir.join(&problem.file).display().to_string();
+            problem
+        })),
+        _ => {}
+    }
+    Err(LoadError { problems })
 }
 
 /// The policy set a command starts with: every problem printed to stderr
@@ -37,8 +56,10 @@ pub fn load_for_start(dir: &Path) -> Result<Policies, crate::cli::Failure> {
     })
 }
 
-/// Reads every source file of `dir`, reporting unreadable files as problems.
-pub fn read_dir(dir: &Path) -> Result<PolicySources, LoadError> {
+/// Reads every source file of `dir`: the sources that could be read, and a
+/// problem for each file that could not. `Err` when there is nothing to
+/// read at all.
+pub fn read_dir(dir: &Path) -> Result<(PolicySources, Vec<Problem>), LoadError> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
     if !dir.exists() {
@@ -58,7 +79,7 @@ pub fn read_dir(dir: &Path) -> Result<PolicySources, LoadError> {
         let name = relative(dir, &path);
         match read(&path) {
             Ok(text) => sources.policies.push(SourceFile { name, text }),
-            Err(message) => problems.push(problem(name, message)),
+            Err(message) => problems.push(problem(path.display().to_string(), message)),
         }
     }
     let entities = dir.join("entities.json");
@@ -70,7 +91,7 @@ pub fn read_dir(dir: &Path) -> Result<PolicySources, LoadError> {
                     text,
                 })
             }
-            Err(message) => problems.push(problem("entities.json".to_owned(), message)),
+            Err(message) => problems.push(problem(entities.display().to_string(), message)),
         }
     }
     if sources.policies.is_empty() && problems.is_empty() {
@@ -82,10 +103,7 @@ pub fn read_dir(dir: &Path) -> Result<PolicySources, LoadError> {
             ),
         ));
     }
-    if !problems.is_empty() {
-        return Err(LoadError { problems });
-    }
-    Ok(sources)
+    Ok((sources, problems))
 }
 
 fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {

@@ -42,6 +42,22 @@ fn policy_validate_reports_every_problem_with_file_line_column_and_exit_3() {
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["valid"], false);
     assert_eq!(doc["problems"].as_array().unwrap().len(), 3, "{doc}");
+
+    // An unreadable file is one more problem, not the only one; every path
+    // is given as the directory was, so it opens from where the command ran.
+    std::fs::write(ws.path("policies/binary.cedar"), [0xff, 0xfe]).unwrap();
+    let out = warden(&["policy", "validate", &ws.policies()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = ws.policies();
+    for located in [
+        format!("{dir}/binary.cedar:1:1: file is not valid UTF-8"),
+        format!("{dir}/test.cedar:3:"),
+        format!("{dir}/second.cedar:1:"),
+        format!("{dir}/broken.cedar:1:"),
+    ] {
+        assert!(stdout.contains(&located), "{located} in {stdout}");
+    }
 }
 
 #[test]
