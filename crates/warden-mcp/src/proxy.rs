@@ -31,6 +31,8 @@ pub struct ProxyOptions {
     pub command: Vec<OsString>,
     /// Extra environment for the upstream (brokered credentials).
     pub env: Vec<(OsString, OsString)>,
+    /// The upstream's working folder; `None` for Warden's own.
+    pub cwd: Option<std::path::PathBuf>,
     /// The relay settings.
     pub relay: RelayConfig,
     /// Largest message accepted from either side, in bytes.
@@ -298,7 +300,11 @@ fn spawn(options: &ProxyOptions) -> Result<Child, ProxyError> {
     let Some((program, args)) = options.command.split_first() else {
         return Err(ProxyError::NoCommand);
     };
-    Command::new(program)
+    let mut command = Command::new(program);
+    if let Some(dir) = &options.cwd {
+        command.current_dir(dir);
+    }
+    command
         .args(args)
         .envs(options.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())

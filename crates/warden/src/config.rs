@@ -115,6 +115,17 @@ pub fn check_server_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The program a server's `command` names: a relative path with a `/` in it
+/// is relative to the configuration's folder `base`; a bare name is looked
+/// up on `PATH` when the server starts.
+pub fn resolve_program(base: &Path, command: &str) -> PathBuf {
+    if command.contains('/') && Path::new(command).is_relative() {
+        base.join(command)
+    } else {
+        PathBuf::from(command)
+    }
+}
+
 /// The store to use: the given path, or `decisions.db` in the user's data
 /// directory (created if needed).
 pub fn store_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {

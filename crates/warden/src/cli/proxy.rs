@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +89,8 @@ struct Settings {
     server: String,
     command: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    /// The server's working folder; `None` for Warden's own.
+    cwd: Option<PathBuf>,
     call_timeout: Duration,
     max_message_bytes: usize,
     limits: Limits,
@@ -121,6 +123,7 @@ pub fn run(args: ProxyArgs) -> CliResult {
     let options = ProxyOptions {
         command: settings.command,
         env: settings.env,
+        cwd: settings.cwd,
         relay: RelayConfig {
             server: settings.server.clone(),
             principal: settings.principal,
@@ -179,6 +182,7 @@ fn settings(args: ProxyArgs) -> Result<Settings, Failure> {
         _ => None,
     };
 
+    let mut cwd = None;
     let (command, env) = match raw_server {
         Some(_) if !args.command.is_empty() => {
             return Err(Failure::error(anyhow!(
@@ -193,7 +197,12 @@ fn settings(args: ProxyArgs) -> Result<Settings, Failure> {
             .with_help("serve remote servers with `warden serve --config FILE`"));
         }
         Some(server) => {
-            let mut command = vec![OsString::from(&server.command)];
+            // As `warden serve` runs it: the program and the working folder
+            // relative to the configuration's folder.
+            let config = file.as_ref().map(|f| f.base.as_path()).unwrap_or(Path::new("."));
+            let program = config::resolve_program(config, &server.command);
+            cwd = Some(config.join(server.cwd.as_deref().unwrap_or(Path::new("."))));
+            let mut command = vec![program.into_os_string()];
             command.extend(server.args.iter().map(OsString::from));
             let env = server
                 .env
@@ -287,6 +296,7 @@ fn settings(args: ProxyArgs) -> Result<Settings, Failure> {
         server,
         command,
         env,
+        cwd,
         call_timeout: Duration::from_secs(call_timeout),
         max_message_bytes,
         limits,

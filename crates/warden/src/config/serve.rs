@@ -781,11 +781,7 @@ fn stdio(
     problems: &mut Problems,
 ) -> Option<UpstreamSpec> {
     let base = resolver.base;
-    let program = if command.contains('/') && Path::new(command).is_relative() {
-        base.join(command)
-    } else {
-        PathBuf::from(command)
-    };
+    let program = super::resolve_program(base, command);
     if command.contains('\0') {
         problems.add(&path.key("command"), "must not contain a NUL character");
     } else if mode == Mode::Serve && command.contains('/') && !program.is_file() {

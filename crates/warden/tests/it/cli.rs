@@ -172,14 +172,25 @@ fn usage_errors_exit_1_and_help_exits_0() {
 fn config_file_form_runs_the_named_server_and_rejects_unknown_keys() {
     let ws = Workspace::new("@id(\"all\") permit(principal, action, resource);");
     let config = ws.path("warden.toml");
+    // A command and a log named relative to the configuration's folder, and
+    // the proxy run from elsewhere: both resolve as `warden serve` does.
+    std::fs::create_dir(ws.path("bin")).unwrap();
+    let script = ws.path("bin/up");
     std::fs::write(
-        &config,
+        &script,
         format!(
-            "policies = \"policies\"\nstore = \"decisions.db\"\n[identity]\nagent = \"cfg-agent\"\n\
-             [servers.fake]\ncommand = \"{}\"\nargs = [\"{}\"]\nenv = {{ FAKE_TOKEN = \"${{WARDEN_TEST_TOKEN}}\" }}\n",
+            "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
             python(),
             peer_script("fake_upstream.py")
         ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &config,
+        "policies = \"policies\"\nstore = \"decisions.db\"\n[identity]\nagent = \"cfg-agent\"\n\
+         [servers.fake]\ncommand = \"bin/up\"\nargs = [\"--log\", \"received.log\"]\n\
+         env = { FAKE_TOKEN = \"${WARDEN_TEST_TOKEN}\" }\n",
     )
     .unwrap();
     let mut child = Command::new(WARDEN)
@@ -190,6 +201,7 @@ fn config_file_form_runs_the_named_server_and_rejects_unknown_keys() {
             "--server",
             "fake",
         ])
+        .current_dir("/")
         .env("WARDEN_TEST_TOKEN", "obviously-fake-token")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -205,6 +217,9 @@ fn config_file_form_runs_the_named_server_and_rejects_unknown_keys() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Echo: cfg"), "{stdout}");
+    assert!(upstream_lines(&ws.path("received.log"))
+        .iter()
+        .any(|l| l.contains("Echo") || l.contains("cfg")));
     let records = ws.records();
     assert!(records
         .iter()
