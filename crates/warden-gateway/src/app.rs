@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -162,13 +163,22 @@ async fn post_message(
     Path(server): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let response = match admit(&gw, &server, &headers).await {
-        Ok(identity) => post(&gw, &server, peer, &headers, identity, body)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+        Ok(identity) => match body {
+            Ok(body) => post(&gw, &server, peer, &headers, identity, body)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                GatewayError::TooLarge {
+                    limit: gw.config.max_message_bytes,
+                }
+                .into_response()
+            }
+            Err(rejection) => rejection.into_response(),
+        },
         Err(refusal) => refusal.into_response(),
     };
     gw.metrics.http(
@@ -191,6 +201,9 @@ async fn post(
         return Err(GatewayError::NotJson);
     }
     let text = String::from_utf8(body.to_vec()).map_err(|_| GatewayError::NotUtf8)?;
+    if text.trim().is_empty() {
+        return Err(GatewayError::EmptyBody);
+    }
     let parsed = jsonrpc::parse(&text);
     let owner = owner_of(&identity);
     let session = match session_id(headers) {
@@ -335,7 +348,11 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+async fn readyz(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    // What is served is worth keeping from other sites' pages.
+    if let Err(refusal) = check_host_and_origin(&gw.config, &headers) {
+        return refusal.into_response();
+    }
     axum::Json(json!({
         "status": "ready",
         "policy_version": gw.pdp.policies().version(),
@@ -347,7 +364,10 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     .into_response()
 }
 
-async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = check_host_and_origin(&gw.config, &headers) {
+        return refusal.into_response();
+    }
     gw.metrics.set_sessions(gw.sessions.len());
     (
         [(
@@ -374,7 +394,10 @@ async fn admit(gw: &Gateway, server: &str, headers: &HeaderMap) -> Result<Identi
             gw.metrics.auth_failure(error.reason());
             tracing::debug!(auth.reason = error.reason(), "refused a credential");
             let challenge = gw.auth.challenge(&gw.metadata_url(server), &error);
-            Err(GatewayError::Unauthenticated { challenge })
+            Err(GatewayError::Unauthenticated {
+                challenge,
+                presented: !matches!(error, auth::AuthError::Missing),
+            })
         }
     }
 }

@@ -22,7 +22,16 @@ pub enum GatewayError {
     Unauthenticated {
         /// The challenge.
         challenge: String,
+        /// Whether a credential was presented (and refused).
+        presented: bool,
     },
+    /// A body larger than the message limit.
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A POST with an empty body.
+    EmptyBody,
     /// A POST whose body is not declared as JSON.
     NotJson,
     /// A body that is not UTF-8.
@@ -74,6 +83,8 @@ impl GatewayError {
             GatewayError::ForeignOrigin => "foreign_origin",
             GatewayError::NoSuchServer => "no_such_server",
             GatewayError::Unauthenticated { .. } => "unauthenticated",
+            GatewayError::TooLarge { .. } => "too_large",
+            GatewayError::EmptyBody => "empty_body",
             GatewayError::NotJson => "not_json",
             GatewayError::NotUtf8 => "not_utf8",
             GatewayError::NotEventStream => "not_event_stream",
@@ -121,9 +132,28 @@ impl IntoResponse for GatewayError {
                 StatusCode::NOT_FOUND,
                 text("no MCP server of that name is served here"),
             ),
-            E::Unauthenticated { .. } => {
-                (StatusCode::UNAUTHORIZED, text("authentication required"))
-            }
+            E::Unauthenticated { presented, .. } => (
+                StatusCode::UNAUTHORIZED,
+                text(if *presented {
+                    "the credential was refused (see `WWW-Authenticate`)"
+                } else {
+                    "authentication required: send `Authorization: Bearer` with an API key or an access token"
+                }),
+            ),
+            E::TooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Body::Text(format!(
+                    "the message is larger than {limit} bytes (`limits.max_message_bytes`)"
+                )),
+            ),
+            E::EmptyBody => (
+                StatusCode::BAD_REQUEST,
+                Body::Rpc(
+                    None,
+                    jsonrpc::INVALID_REQUEST,
+                    "the body is empty: send one JSON-RPC message".to_owned(),
+                ),
+            ),
             E::NotJson => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 text("messages must be sent as `Content-Type: application/json`"),
@@ -227,7 +257,7 @@ impl IntoResponse for GatewayError {
                 HeaderValue::from(retry_secs(*retry_after)),
             );
         }
-        if let E::Unauthenticated { challenge } = &self {
+        if let E::Unauthenticated { challenge, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(challenge) {
                 response
                     .headers_mut()

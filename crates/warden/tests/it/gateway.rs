@@ -1159,7 +1159,15 @@ fn c23_bad_tokens_get_401_with_a_challenge_and_start_no_upstream() {
                 && challenge.contains("error=\"invalid_token\""),
             "{what}: {challenge}"
         );
+        assert!(refused.body.contains("was refused"), "{what}: {refused:?}");
     }
+    let anonymous = McpClient::new(&gateway.mcp("fs"), None);
+    let asked = anonymous.post(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize"}));
+    assert_eq!(asked.status, 401);
+    assert!(
+        asked.body.contains("send `Authorization: Bearer`"),
+        "{asked:?}"
+    );
     assert!(
         upstream_lines(&log).is_empty(),
         "a refused token reached the upstream"
@@ -1277,6 +1285,16 @@ fn foreign_host_or_origin_is_refused_with_403_before_anything_else() {
         .send()
         .unwrap();
     assert_eq!(metadata.status(), 403);
+    // What is served and how busy it is are not for other sites either; the
+    // bare liveness probe says nothing and is open.
+    for (path, status) in [("/readyz", 403), ("/metrics", 403), ("/healthz", 200)] {
+        let answer = http()
+            .get(gateway.url(path))
+            .header("host", "evil.example")
+            .send()
+            .unwrap();
+        assert_eq!(answer.status(), status, "{path}");
+    }
     assert!(
         upstream_lines(&log).is_empty(),
         "a refused request started an upstream"
@@ -1362,7 +1380,14 @@ fn malformed_bodies_get_clear_refusals_and_the_gateway_keeps_serving() {
     );
     refused_then_served(&client, "an empty batch", "[]", &[], json_rpc(-32600));
     refused_then_served(&client, "a JSON string", "\"ping\"", &[], json_rpc(-32600));
-    refused_then_served(&client, "oversized", oversized, &[], http_only(413));
+    refused_then_served(&client, "oversized", oversized.clone(), &[], http_only(413));
+    let too_large = client.post_raw(oversized, &[]);
+    assert!(
+        too_large.body.contains("larger than 4096 bytes"),
+        "{too_large:?}"
+    );
+    refused_then_served(&client, "empty", "", &[], json_rpc(-32600));
+    refused_then_served(&client, "blank", " \n ", &[], json_rpc(-32600));
     let plain = [("content-type", "text/plain")];
     refused_then_served(&client, "text/plain", ping, &plain, http_only(415));
     let sessionless = McpClient::new(&gateway.mcp("fs"), Some(&key));
