@@ -504,6 +504,9 @@ async fn start_session(
     if gw.sessions.len() >= gw.config.max_sessions {
         return Err(GatewayError::TooManySessions);
     }
+    if gw.sessions.count_of(&identity.principal.to_string()) >= gw.config.max_sessions_per_agent {
+        return Err(GatewayError::TooManyAgentSessions);
+    }
     let members = gw
         .config
         .endpoint(server)

@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     pub session_idle_timeout: Duration,
     /// Most sessions open at once, over all servers and agents.
     pub max_sessions: usize,
+    /// Most sessions one principal may have open at once.
+    pub max_sessions_per_agent: usize,
     /// This gateway instance, for the decision log.
     pub instance: String,
 }

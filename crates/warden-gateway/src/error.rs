@@ -60,6 +60,8 @@ pub enum GatewayError {
     StreamOpen,
     /// Too many sessions are open.
     TooManySessions,
+    /// This agent has as many sessions open as it may.
+    TooManyAgentSessions,
     /// The upstream could not be reached to start a session.
     UpstreamUnavailable {
         /// The server's configured name.
@@ -96,6 +98,7 @@ impl GatewayError {
             GatewayError::VersionMismatch => "version_mismatch",
             GatewayError::StreamOpen => "stream_open",
             GatewayError::TooManySessions => "too_many_sessions",
+            GatewayError::TooManyAgentSessions => "too_many_agent_sessions",
             GatewayError::UpstreamUnavailable { .. } => "upstream_unavailable",
             GatewayError::UpstreamBackoff { .. } => "upstream_backoff",
         }
@@ -220,6 +223,10 @@ impl IntoResponse for GatewayError {
             E::TooManySessions => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 text("too many sessions are open; retry later"),
+            ),
+            E::TooManyAgentSessions => (
+                StatusCode::TOO_MANY_REQUESTS,
+                text("this agent has as many sessions open as it may; end one (DELETE) or let one expire"),
             ),
             E::UpstreamUnavailable { server } => (
                 StatusCode::BAD_GATEWAY,

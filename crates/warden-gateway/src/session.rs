@@ -655,6 +655,15 @@ impl Sessions {
         self.by_id.lock().ok()?.remove(id)
     }
 
+    /// How many sessions `principal` owns, whoever it acts for.
+    pub fn count_of(&self, principal: &str) -> usize {
+        let prefix = format!("{principal}|");
+        self.by_id
+            .lock()
+            .map(|m| m.values().filter(|s| s.owner.starts_with(&prefix)).count())
+            .unwrap_or(0)
+    }
+
     /// How many sessions are open.
     pub fn len(&self) -> usize {
         self.by_id.lock().map(|m| m.len()).unwrap_or(0)

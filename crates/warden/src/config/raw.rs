@@ -110,6 +110,11 @@ pub struct RawGateway {
     /// Most sessions open at once (1 to 100000; default 1000).
     #[schemars(range(min = 1, max = 100_000), extend("default" = 1000))]
     pub max_sessions: Option<u64>,
+    /// Most sessions one agent (one principal, whoever it acts for) may
+    /// have open at once, so that no one agent can take every session
+    /// (1 to 100000; default 32).
+    #[schemars(range(min = 1, max = 100_000), extend("default" = 32))]
+    pub max_sessions_per_agent: Option<u64>,
     /// This gateway instance's name in the decision log. Default: the host
     /// name, or `warden`.
     pub instance: Option<String>,

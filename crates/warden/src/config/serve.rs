@@ -104,6 +104,7 @@ pub fn build(
         max_message_bytes: limits.max_message_bytes,
         session_idle_timeout: listener.session_idle_timeout,
         max_sessions: listener.max_sessions,
+        max_sessions_per_agent: listener.max_sessions_per_agent,
         instance: listener.instance,
     };
     Some((gateway, settings))
@@ -225,6 +226,7 @@ struct Listener {
     allowed_origins: Vec<String>,
     session_idle_timeout: Duration,
     max_sessions: usize,
+    max_sessions_per_agent: usize,
     instance: String,
 }
 
@@ -242,6 +244,13 @@ fn listener(raw: &RawGateway, path: &KeyPath, problems: &mut Problems) -> Option
             &path.key("max_sessions"),
             raw.max_sessions,
             1000,
+            (1, 100_000),
+        );
+        let max_sessions_per_agent = in_range(
+            problems,
+            &path.key("max_sessions_per_agent"),
+            raw.max_sessions_per_agent,
+            32,
             (1, 100_000),
         );
         let instance = match &raw.instance {
@@ -297,6 +306,7 @@ fn listener(raw: &RawGateway, path: &KeyPath, problems: &mut Problems) -> Option
             }),
             session_idle_timeout: Duration::from_secs(idle),
             max_sessions: to_usize(max_sessions),
+            max_sessions_per_agent: to_usize(max_sessions_per_agent),
             instance,
         })
     })

@@ -672,6 +672,31 @@ fn a_session_is_found_only_at_the_endpoint_it_was_opened_on() {
     assert!(!received.join("\n").contains("elsewhere"));
 }
 
+#[test]
+fn one_agent_cannot_take_every_session() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "max_sessions_per_agent = 2\n\n{}",
+            fake_stdio_server("fs", &[])
+        ),
+    );
+    let (greedy, other) = (mint_key(&ws, "greedy", None), mint_key(&ws, "other", None));
+    let mut first = McpClient::new(&gateway.mcp("fs"), Some(&greedy));
+    first.initialize();
+    McpClient::new(&gateway.mcp("fs"), Some(&greedy)).initialize();
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18"}});
+    let refused = McpClient::new(&gateway.mcp("fs"), Some(&greedy)).post(&init);
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert!(refused.body.contains("this agent has as many sessions"));
+    // Another agent is not held up, and the first gets room back by ending one.
+    McpClient::new(&gateway.mcp("fs"), Some(&other)).initialize();
+    assert_eq!(first.delete().status, 200);
+    McpClient::new(&gateway.mcp("fs"), Some(&greedy)).initialize();
+}
+
 // === protocol version ===
 
 #[test]
