@@ -1186,6 +1186,17 @@ impl Relay {
             None | Some(Value::Object(_)) => true,
             Some(_) => false,
         };
+        let named = matches!(
+            action,
+            Action::ToolsCall
+                | Action::PromptsGet
+                | Action::ResourcesRead
+                | Action::ResourcesSubscribe
+                | Action::ResourcesUnsubscribe
+        );
+        if named && !params.is_object() {
+            return Err("`params` must be an object".to_owned());
+        }
         Ok(match action {
             Action::ToolsCall | Action::PromptsGet if !arguments_ok => {
                 return Err("`params.arguments` must be an object".to_owned());

@@ -1465,6 +1465,23 @@ fn tool_call_with_non_object_arguments_is_refused_minus_32602() {
 }
 
 #[test]
+fn a_call_whose_params_are_not_an_object_is_told_so() {
+    for (method, params) in [
+        ("tools/call", json!("x")),
+        ("tools/call", json!([1])),
+        ("prompts/get", json!(5)),
+        ("resources/read", json!(true)),
+    ] {
+        let mut h = Harness::new();
+        h.know_tools(&["read_file"]);
+        let answer = h.request("1", method, params.clone()).only_client();
+        assert_eq!(error_code(&answer), jsonrpc::INVALID_PARAMS, "{params}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`params` must be an object"), "{message}");
+    }
+}
+
+#[test]
 fn tool_call_without_a_name_is_refused_minus_32602() {
     for params in [json!({}), json!({"name": 5}), json!([]), Value::Null] {
         let mut h = Harness::new();
