@@ -63,7 +63,7 @@
 //! otherwise the unanswered requests get an error. An HTTP error status
 //! becomes the JSON-RPC message in its body when there is one (with the
 //! request's id filled in when the upstream left it `null`), or else a
-//! synthesized error `-32012` "upstream server answered HTTP <status>". A
+//! synthesized error `-32012` `"upstream server answered HTTP <status>"`. A
 //! 404 to a request that carried a session id also ends the connection
 //! (`Closed("upstream session expired")`), and an upstream that cannot be
 //! reached or does not answer in time gives error `-32012` for that request
