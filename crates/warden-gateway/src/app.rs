@@ -9,6 +9,7 @@
 //! principal that created it. Operations endpoints (`/healthz`, `/readyz`,
 //! `/metrics`) and the RFC 9728 metadata need no credential.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::stream::{self, Stream, StreamExt as _};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use warden_mcp::jsonrpc::{self, Message};
 use warden_mcp::{Relay, RelayConfig};
@@ -37,6 +38,7 @@ use crate::log::SharedLog;
 use crate::metrics::Metrics;
 use crate::restarts::Restarts;
 use crate::session::{self, Command, Member, SessionHandle, SessionStart, Sessions, StreamEvent};
+use crate::stateless;
 use crate::upstream::{self, UpstreamOptions};
 
 /// Protocol versions of the handshake generation that Warden serves.
@@ -53,6 +55,10 @@ pub struct Gateway {
     log: SharedLog,
     auth: Authenticator,
     sessions: Sessions,
+    /// The upstream session behind each stateless (2026-07-28) caller, by
+    /// owner and endpoint.
+    stateless: std::sync::Mutex<HashMap<String, Arc<StatelessRun>>>,
+    stateless_ids: stateless::Ids,
     restarts: Arc<Restarts>,
     metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
@@ -82,6 +88,8 @@ impl Gateway {
             log,
             auth,
             sessions: Sessions::default(),
+            stateless: std::sync::Mutex::default(),
+            stateless_ids: stateless::Ids::default(),
             restarts: Arc::default(),
             metrics,
             shutdown,
@@ -211,6 +219,13 @@ async fn post(
         None => match &parsed {
             Ok(p) if is_initialize(&p.message) => {
                 start_session(gw, server, peer, &identity, owner).await?
+            }
+            Ok(p) if stateless::is_modern(&p.message) => {
+                return modern(gw, server, peer, headers, &identity, p).await;
+            }
+            Ok(p) if stateless::is_modern_notification(&p.message, headers) => {
+                // The revision defines no client notifications: nothing to do.
+                return Ok(StatusCode::ACCEPTED.into_response());
             }
             _ => return Err(sessionless(parsed.ok().as_ref().map(|p| &p.message))),
         },
@@ -604,14 +619,139 @@ async fn connect_member(
     })
 }
 
-/// A message without a session that is not `initialize`.
+// === the stateless revision ===
+
+/// A stateless caller's upstream session, and what the upstream said when
+/// Warden opened it.
+#[derive(Debug)]
+struct StatelessRun {
+    session: Arc<SessionHandle>,
+    initialized: Value,
+}
+
+/// A 2026-07-28 request: checked, then run through the caller's upstream
+/// session (opened on its first request) under an id of Warden's, and
+/// answered with the client's own id.
+async fn modern(
+    gw: &Arc<Gateway>,
+    server: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    identity: &Identity,
+    parsed: &jsonrpc::Parsed,
+) -> Result<Response, GatewayError> {
+    let Message::Request { id, method, params } = &parsed.message else {
+        return Ok(StatusCode::ACCEPTED.into_response());
+    };
+    let envelope = match stateless::check(&parsed.message, headers) {
+        Ok(envelope) => envelope,
+        Err(refused) => {
+            let answer =
+                jsonrpc::error_response(Some(id), refused.code, &refused.message, refused.data);
+            return Ok(json_body(StatusCode::BAD_REQUEST, answer));
+        }
+    };
+    let run = stateless_run(gw, server, peer, identity, &envelope).await?;
+    if method == "server/discover" {
+        let result = stateless::discover_result(&run.initialized);
+        return Ok(json_body(
+            StatusCode::OK,
+            jsonrpc::result_response(id, &result),
+        ));
+    }
+
+    let ours = gw.stateless_ids.next();
+    let line = stateless::to_session(parsed, &ours, params);
+    let (reply, answers) = session::stream_channel();
+    let command = Command::Client {
+        line,
+        reply: Some(reply),
+    };
+    if !run.session.send(command).await {
+        return Err(GatewayError::SessionEnded);
+    }
+    let (client_id, method) = (id.clone(), method.clone());
+    let events = until_answered(answers, ours.key().to_owned()).filter_map(move |event| {
+        let data = stateless::to_client(&event.data, &client_id, &method);
+        std::future::ready(data.map(|data| StreamEvent { id: event.id, data }))
+    });
+    let key = id.key().to_owned();
+    if accepts_event_stream(headers) {
+        let events = events.map(|e| Ok::<_, Infallible>(to_sse(e)));
+        return Ok(Sse::new(events).into_response());
+    }
+    let last = Box::pin(events)
+        .fold(None, |_, e| std::future::ready(Some(e)))
+        .await;
+    Ok(match last.filter(|e| is_response_to(&e.data, &key)) {
+        Some(event) => json_body(StatusCode::OK, event.data),
+        None => GatewayError::SessionEnded.into_response(),
+    })
+}
+
+/// The upstream session behind `identity`'s stateless requests to
+/// `server`: the open one, or a new one opened with an `initialize` built
+/// from the request's envelope.
+async fn stateless_run(
+    gw: &Arc<Gateway>,
+    server: &str,
+    peer: SocketAddr,
+    identity: &Identity,
+    envelope: &stateless::Envelope,
+) -> Result<Arc<StatelessRun>, GatewayError> {
+    let owner = owner_of(identity);
+    let key = format!("{owner}|{server}");
+    let open = gw
+        .stateless
+        .lock()
+        .ok()
+        .and_then(|runs| runs.get(&key).cloned())
+        .filter(|run| !run.session.is_closed());
+    if let Some(run) = open {
+        return Ok(run);
+    }
+    let session = start_session(gw, server, peer, identity, owner).await?;
+    let ours = gw.stateless_ids.next();
+    let (reply, answers) = session::stream_channel();
+    let command = Command::Client {
+        line: stateless::initialize(&ours, envelope),
+        reply: Some(reply),
+    };
+    if !session.send(command).await {
+        return Err(GatewayError::SessionEnded);
+    }
+    let answer = Box::pin(until_answered(answers, ours.key().to_owned()))
+        .filter(|e| std::future::ready(is_response_to(&e.data, ours.key())))
+        .next()
+        .await;
+    let initialized = answer
+        .and_then(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .and_then(|v| v.get("result").cloned())
+        .ok_or_else(|| GatewayError::UpstreamUnavailable {
+            server: server.to_owned(),
+        })?;
+    let done = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
+    session
+        .send(Command::Client {
+            line: done,
+            reply: None,
+        })
+        .await;
+    let run = Arc::new(StatelessRun {
+        session,
+        initialized,
+    });
+    if let Ok(mut runs) = gw.stateless.lock() {
+        runs.retain(|_, run| !run.session.is_closed());
+        runs.insert(key, Arc::clone(&run));
+    }
+    Ok(run)
+}
+
+/// A message without a session that is neither `initialize` nor of the
+/// stateless revision.
 fn sessionless(message: Option<&Message>) -> GatewayError {
     match message {
-        Some(Message::Request { id, method, .. }) if method == "server/discover" => {
-            GatewayError::StatelessUnsupported {
-                id: Some(id.clone()),
-            }
-        }
         Some(Message::Request { id, .. }) => GatewayError::SessionRequired {
             id: Some(id.clone()),
         },

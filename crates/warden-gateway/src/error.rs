@@ -43,11 +43,6 @@ pub enum GatewayError {
         /// The request's id, when it had one.
         id: Option<jsonrpc::Id>,
     },
-    /// The client probed the stateless 2026-07-28 revision.
-    StatelessUnsupported {
-        /// The request's id.
-        id: Option<jsonrpc::Id>,
-    },
     /// The session id is unknown, ended, or another principal's.
     NoSuchSession,
     /// The session ended while the request was being answered.
@@ -91,7 +86,6 @@ impl GatewayError {
             GatewayError::NotUtf8 => "not_utf8",
             GatewayError::NotEventStream => "not_event_stream",
             GatewayError::SessionRequired { .. } => "session_required",
-            GatewayError::StatelessUnsupported { .. } => "stateless_unsupported",
             GatewayError::NoSuchSession => "no_such_session",
             GatewayError::SessionEnded => "session_ended",
             GatewayError::UnsupportedVersion => "unsupported_version",
@@ -179,18 +173,6 @@ impl IntoResponse for GatewayError {
                     id.clone(),
                     jsonrpc::INVALID_REQUEST,
                     "`Mcp-Session-Id` is required; start a session with `initialize`".to_owned(),
-                ),
-            ),
-            // LIMITATION: the stateless 2026-07-28 revision is not served
-            // yet; SDK clients that probe it fall back to `initialize` on
-            // this error.
-            E::StatelessUnsupported { id } => (
-                StatusCode::BAD_REQUEST,
-                Body::Rpc(
-                    id.clone(),
-                    jsonrpc::INVALID_REQUEST,
-                    "protocol version 2026-07-28 is not supported here; use `initialize`"
-                        .to_owned(),
                 ),
             ),
             E::NoSuchSession => (

@@ -18,6 +18,7 @@ pub mod log;
 pub mod metrics;
 pub mod restarts;
 pub mod session;
+pub mod stateless;
 pub mod upstream;
 
 pub use app::{app, serve, Gateway};

@@ -98,8 +98,13 @@ fn read_raw(path: &Path) -> Result<(RawConfig, String, Problems), ConfigProblems
     Ok((raw, text, problems))
 }
 
+/// The folder of the configuration file `path`, absolute: a bare
+/// `warden.toml` is in the current folder.
 fn base_of(path: &Path) -> PathBuf {
-    let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     std::path::absolute(&parent).unwrap_or(parent)
 }
 

@@ -19,7 +19,7 @@ const ONE_SERVER: &str = "[servers.fs]\ncommand = \"cat\"\n";
 
 #[test]
 fn config_check_accepts_a_valid_file_with_exit_0() {
-    let (_ws, config) = with_config(ONE_SERVER);
+    let (ws, config) = with_config(ONE_SERVER);
     let out = warden(&["config", "check", &config]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("valid:"), "{}", text(&out));
@@ -27,6 +27,14 @@ fn config_check_accepts_a_valid_file_with_exit_0() {
     let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["valid"], true);
     assert_eq!(doc["servers"], serde_json::json!(["fs"]));
+
+    // Named bare, from its own folder: that folder is the base for paths.
+    let bare = std::process::Command::new(WARDEN)
+        .args(["config", "check", "warden.toml"])
+        .current_dir(ws.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(0), "{}", text(&bare));
 }
 
 #[test]

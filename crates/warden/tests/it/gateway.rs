@@ -241,6 +241,234 @@ fn inspector_cli_lists_and_calls_through_the_gateway_with_an_api_key() {
     assert!(stderr.contains("auth_required"), "{stdout}{stderr}");
 }
 
+// === the stateless 2026-07-28 revision ===
+
+#[test]
+fn the_sdk_gets_the_same_answers_over_the_stateless_revision_and_the_handshake() {
+    let ws = Workspace::new(CLAUDE_POLICIES);
+    let everything = HttpPeer::everything();
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[servers.everything]\nurl = {}\n",
+            toml_str(&everything.url)
+        ),
+    );
+    let key = mint_key(&ws, "claude", None);
+    let ops = [
+        "--list",
+        "--call",
+        "echo",
+        r#"{"message": "either way"}"#,
+        "--call",
+        "get-env",
+        "{}",
+    ];
+    let mut answers = Vec::new();
+    for mode in ["2026-07-28", "legacy"] {
+        let run = sdk_over_http(
+            &gateway.mcp("everything"),
+            &key,
+            &[&["--mode", mode][..], &ops[..]].concat(),
+        );
+        answers.push(run);
+    }
+    let (modern, legacy) = (&answers[0], &answers[1]);
+    assert_eq!(modern["protocolVersion"], "2026-07-28", "{modern}");
+    assert_ne!(legacy["protocolVersion"], "2026-07-28", "{legacy}");
+    assert_eq!(op_names(&modern["ops"][0]), ["echo", "get-sum"], "{modern}");
+    assert_eq!(modern["ops"][0]["tools"], legacy["ops"][0]["tools"]);
+    assert_eq!(modern["ops"][1]["text"], "Echo: either way", "{modern}");
+    assert_eq!(modern["ops"][1]["text"], legacy["ops"][1]["text"]);
+    assert_eq!(modern["ops"][2]["error"]["code"], -32010, "{modern}");
+    assert_eq!(legacy["ops"][2]["error"]["code"], -32010, "{legacy}");
+    // Both runs were decided and recorded alike.
+    let echoes = ws
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r["tool"] == "echo" && r["decision"] == "allow")
+        .count();
+    assert_eq!(echoes, 2);
+}
+
+/// A stateless request: `params._meta` carries the envelope, the headers
+/// mirror the body.
+fn modern(
+    client: &McpClient,
+    id: i64,
+    method: &str,
+    params: Value,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut params = params;
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+    client.post_raw(body, headers)
+}
+
+#[test]
+fn stateless_requests_whose_headers_disagree_with_the_body_never_reach_the_upstream() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server("fs", &["--log", &log.display().to_string()]),
+    );
+    let key = mint_key(&ws, "agent-s", None);
+    let client = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    let version = ("mcp-protocol-version", "2026-07-28");
+    let method = ("mcp-method", "tools/call");
+    let echo = json!({"name": "echo", "arguments": {"message": "mismatched"}});
+
+    // (headers, code) for a call of `echo`.
+    let cases: Vec<(Vec<(&str, &str)>, i64)> = vec![
+        (vec![method, ("mcp-name", "echo")], -32020),
+        (
+            vec![version, ("mcp-method", "tools/list"), ("mcp-name", "echo")],
+            -32020,
+        ),
+        (vec![version, method, ("mcp-name", "crash")], -32020),
+        (vec![version, method], -32020),
+        (
+            vec![version, method, ("mcp-name", "echo"), ("mcp-name", "echo")],
+            -32020,
+        ),
+        (
+            vec![
+                ("mcp-protocol-version", "2025-11-25"),
+                method,
+                ("mcp-name", "echo"),
+            ],
+            -32020,
+        ),
+    ];
+    for (headers, code) in &cases {
+        let refused = modern(&client, 1, "tools/call", echo.clone(), headers);
+        assert_eq!(refused.status, 400, "{headers:?}: {refused:?}");
+        assert_eq!(refused.error_code(), *code, "{headers:?}");
+        assert_eq!(refused.json()["id"], 1);
+    }
+    // A version Warden does not speak names the one it does.
+    let mut params = echo.clone();
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2099-01-01",
+                             "io.modelcontextprotocol/clientCapabilities": {}});
+    let body =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}).to_string();
+    let refused = client.post_raw(
+        body,
+        &[
+            ("mcp-protocol-version", "2099-01-01"),
+            method,
+            ("mcp-name", "echo"),
+        ],
+    );
+    assert_eq!(refused.error_code(), -32022, "{refused:?}");
+    assert_eq!(
+        refused.json()["error"]["data"]["supported"],
+        json!(["2026-07-28"])
+    );
+    // An envelope without the client's capabilities is invalid.
+    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list",
+                      "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    let refused = client.post_raw(body.to_string(), &[version, ("mcp-method", "tools/list")]);
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (400, -32602),
+        "{refused:?}"
+    );
+    assert!(
+        !upstream_lines(&log)
+            .iter()
+            .any(|l| l.contains("mismatched")),
+        "a refused request reached the upstream"
+    );
+
+    // The agreeing request goes through, answered under the client's id.
+    let answer = modern(
+        &client,
+        9,
+        "tools/call",
+        echo,
+        &[version, method, ("mcp-name", "echo")],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let answer = answer.json();
+    assert_eq!(answer["id"], 9);
+    assert_eq!(text_of(&answer), "Echo: mismatched");
+    assert_eq!(answer["result"]["resultType"], "complete");
+    let discover = modern(
+        &client,
+        10,
+        "server/discover",
+        json!({}),
+        &[version, ("mcp-method", "server/discover")],
+    );
+    let discover = discover.json();
+    assert_eq!(
+        discover["result"]["supportedVersions"],
+        json!(["2026-07-28"])
+    );
+    assert_eq!(discover["result"]["serverInfo"]["name"], "fake-upstream");
+    assert_eq!(discover["result"]["cacheScope"], "private");
+    // Client notifications mean nothing on this revision: accepted, dropped.
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    assert_eq!(
+        client
+            .post_raw(
+                note,
+                &[version, ("mcp-method", "notifications/initialized")]
+            )
+            .status,
+        202
+    );
+    // The upstream session Warden opened never saw the envelope.
+    let forwarded: Vec<String> = upstream_lines(&log)
+        .into_iter()
+        .filter(|l| l.contains("\"tools/call\""))
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{forwarded:?}");
+    assert!(
+        !forwarded[0].contains("io.modelcontextprotocol/"),
+        "{forwarded:?}"
+    );
+}
+
+#[test]
+fn each_stateless_caller_has_an_upstream_session_of_its_own() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let log = ws.path("upstream.log");
+    let gateway = Served::start(
+        &ws,
+        &fake_stdio_server("fs", &["--log", &log.display().to_string()]),
+    );
+    let (one, two) = (mint_key(&ws, "one", None), mint_key(&ws, "two", None));
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ];
+    for key in [&one, &two, &one] {
+        let client = McpClient::new(&gateway.mcp("fs"), Some(key));
+        let call = json!({"name": "echo", "arguments": {"message": "hi"}});
+        let answer = modern(&client, 1, "tools/call", call, &headers);
+        assert_eq!(text_of(&answer.json()), "Echo: hi");
+    }
+    // Two upstream sessions were opened (one per agent), not three.
+    let initializes = upstream_lines(&log)
+        .iter()
+        .filter(|l| l.contains("\"initialize\""))
+        .count();
+    assert_eq!(initializes, 2);
+    let ready: Value = http()
+        .get(gateway.url("/readyz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["sessions"], 2);
+}
+
 // === the aggregated endpoint ===
 
 #[test]
