@@ -71,8 +71,11 @@ impl KeyStore for SqliteStore {
 
     fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>, StoreError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1");
+        // Asked on every request: parsed once per connection and reused.
         self.conn
-            .query_row(&sql, params![key_hash], key_from_row)
+            .prepare_cached(&sql)
+            .map_err(StoreError::Read)?
+            .query_row(params![key_hash], key_from_row)
             .optional()
             .map_err(StoreError::Read)
     }

@@ -164,35 +164,37 @@ const COLUMNS: &str = "seq, decision_id, kind, time, principal, acting_for, meth
 impl DecisionLog for SqliteStore {
     fn append(&mut self, r: &DecisionRecord) -> Result<(), StoreError> {
         let json = |v: &dyn erased::Json| v.to_json();
+        // One statement, parsed once per connection and reused.
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO decision_records (decision_id, kind, time, principal, acting_for, \
                  method, server, tool, args_digest, args_redacted, decision, reason, message, \
                  policy_ids, errors, policy_version, latency_us, outcome, instance) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
                  ?17, ?18, ?19)",
-                params![
-                    r.decision_id,
-                    r.kind.as_str(),
-                    r.time,
-                    r.principal,
-                    r.acting_for,
-                    r.method,
-                    r.server,
-                    r.tool,
-                    r.args_digest,
-                    r.args_redacted.as_ref().map(|v| json(v)),
-                    r.decision,
-                    r.reason,
-                    r.message,
-                    json(&r.policy_ids),
-                    json(&r.errors),
-                    r.policy_version,
-                    r.latency_us.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
-                    r.outcome,
-                    r.instance,
-                ],
             )
+            .map_err(StoreError::Write)?
+            .execute(params![
+                r.decision_id,
+                r.kind.as_str(),
+                r.time,
+                r.principal,
+                r.acting_for,
+                r.method,
+                r.server,
+                r.tool,
+                r.args_digest,
+                r.args_redacted.as_ref().map(|v| json(v)),
+                r.decision,
+                r.reason,
+                r.message,
+                json(&r.policy_ids),
+                json(&r.errors),
+                r.policy_version,
+                r.latency_us.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+                r.outcome,
+                r.instance,
+            ])
             .map_err(StoreError::Write)?;
         Ok(())
     }
