@@ -44,10 +44,20 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// A decision log in one SQLite file (WAL mode, full sync on commit).
+/// A decision log in one SQLite file (WAL mode).
+///
+/// Decision records are flushed to disk before `append` returns
+/// (`synchronous = FULL`): the call they allow is forwarded only after.
+/// Outcome records decide nothing; they are committed before `append`
+/// returns, which a crash of the process cannot undo, and reach the disk
+/// with the next decision record's flush (one WAL file, synced whole) or the
+/// next checkpoint, so a call costs one disk flush rather than two. A power
+/// loss can lose the outcomes written since the last decision.
 #[derive(Debug)]
 pub struct SqliteStore {
     pub(crate) conn: Connection,
+    /// Whether commits are flushed now (`synchronous = FULL`).
+    flushing: bool,
 }
 
 impl SqliteStore {
@@ -104,7 +114,10 @@ fn open_once(path: &Path, name: &str) -> Result<SqliteStore, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_err)?;
     migrate(&mut conn, name)?;
-    Ok(SqliteStore { conn })
+    Ok(SqliteStore {
+        conn,
+        flushing: true,
+    })
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
@@ -159,10 +172,18 @@ const COLUMNS: &str = "seq, decision_id, kind, time, principal, acting_for, meth
     tool, args_digest, args_redacted, decision, reason, message, policy_ids, errors, \
     policy_version, latency_us, outcome, instance";
 
-// LIMITATION: one fully synced write per record (no group commit), and no
-// hash chain or signatures yet.
+// LIMITATION: one synced write per decision record (no group commit), and
+// no hash chain or signatures yet.
 impl DecisionLog for SqliteStore {
     fn append(&mut self, r: &DecisionRecord) -> Result<(), StoreError> {
+        let flush = r.kind != RecordKind::Outcome;
+        if flush != self.flushing {
+            let mode = if flush { "FULL" } else { "NORMAL" };
+            self.conn
+                .pragma_update(None, "synchronous", mode)
+                .map_err(StoreError::Write)?;
+            self.flushing = flush;
+        }
         let json = |v: &dyn erased::Json| v.to_json();
         // One statement, parsed once per connection and reused.
         self.conn
@@ -287,6 +308,39 @@ mod tests {
             outcome: "denied".into(),
             instance: "test".into(),
         }
+    }
+
+    fn synchronous(store: &SqliteStore) -> i64 {
+        store
+            .conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn decisions_are_flushed_on_commit_and_outcomes_with_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        // 2 is FULL (a flush per commit), 1 is NORMAL.
+        assert_eq!(synchronous(&store), 2);
+        let outcome = DecisionRecord {
+            kind: RecordKind::Outcome,
+            ..record("o")
+        };
+        store.append(&outcome).unwrap();
+        assert_eq!(synchronous(&store), 1);
+        store.append(&record("d")).unwrap();
+        assert_eq!(synchronous(&store), 2);
+        // Both are committed: another connection reads them at once.
+        let other = SqliteStore::open(&path).unwrap();
+        let ids: Vec<String> = other
+            .tail(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.decision_id)
+            .collect();
+        assert_eq!(ids, ["o", "d"]);
     }
 
     #[test]
