@@ -374,9 +374,8 @@ impl Aggregate {
         let decision_id = record::new_decision_id();
         let entry =
             record::refusal_record(&self.origin, &subject, &decision_id, label, message, None);
-        let data = json!({"decision_id": decision_id, "reason": label});
         Route::Refused {
-            answer: jsonrpc::error_response(Some(id), code, message, Some(data)),
+            answer: warden_mcp::relay::refusal_response(id, code, message, &decision_id, label),
             record: Box::new(entry),
         }
     }

@@ -987,12 +987,12 @@ impl Relay {
         log: &mut dyn DecisionLog,
     ) -> Vec<Out> {
         let decision_id = self.record_refusal(label, message, subject, log);
-        let data = json!({"decision_id": decision_id, "reason": label});
-        vec![Out::Client(jsonrpc::error_response(
-            Some(id),
+        vec![Out::Client(refusal_response(
+            id,
             code,
             message,
-            Some(data),
+            &decision_id,
+            label,
         ))]
     }
 
@@ -1230,6 +1230,19 @@ fn call_arguments(action: Action, params: &Value) -> Option<Value> {
         }
         _ => None,
     }
+}
+
+/// The JSON-RPC error answering a request refused before policy was asked,
+/// naming its decision and reason in `error.data`.
+pub fn refusal_response(
+    id: &Id,
+    code: i64,
+    message: &str,
+    decision_id: &str,
+    reason: &str,
+) -> String {
+    let data = json!({"decision_id": decision_id, "reason": reason});
+    jsonrpc::error_response(Some(id), code, message, Some(data))
 }
 
 /// The answer to a call of a tool the server does not offer: a tool
