@@ -43,6 +43,7 @@ Options:
 * ``--repeat-cursor``: with ``--page-size``, every page (the last one too) says
   ``nextCursor`` = N, the cursor of the second page: a listing that never ends.
 * ``--extra-tools N``: also offer the tools ``tool-01`` ... ``tool-N`` (after the others).
+* ``--refuse-initialize``: answer ``initialize`` with error -32602.
 * ``--tool NAME`` (repeatable): also offer a tool NAME, answering ``NAME: <arguments.message>``
   (after the ``--extra-tools``).
 * ``--http``: speak Streamable HTTP instead of stdio, at ``http://127.0.0.1:PORT/mcp``
@@ -138,7 +139,7 @@ def named_tool(name):
 class Server:
     def __init__(self, banner, exit_after_initialize, log_path, close_stdin_after_initialize=False,
                  protocol_version=None, page_size=None, extra_tools=0, http=False,
-                 tool_names=(),
+                 tool_names=(), refuse_initialize=False,
                  repeat_cursor=False):
         self.banner = banner
         self.exit_after_initialize = exit_after_initialize
@@ -152,6 +153,7 @@ class Server:
         self.tools = (TOOLS + [extra_tool(n) for n in range(1, extra_tools + 1)]
                       + [named_tool(name) for name in tool_names])
         self.http = http
+        self.refuse_initialize = refuse_initialize
         # Over HTTP, what a request's handling sends is collected per thread.
         self.local = threading.local()
         # Server-to-client requests awaiting the client's answer: their id -> the call's id.
@@ -270,7 +272,9 @@ class Server:
         self.result(req_id, page)
 
     def handle(self, req_id, method, params):
-        if method == "initialize":
+        if method == "initialize" and self.refuse_initialize:
+            self.error(req_id, INVALID_PARAMS, "initialize refused (--refuse-initialize)")
+        elif method == "initialize":
             version = params.get("protocolVersion") if isinstance(params, dict) else None
             if self.protocol_version:
                 version = self.protocol_version
@@ -448,6 +452,8 @@ def main():
     parser.add_argument("--extra-tools", type=int, default=0, metavar="N", help="also offer tool-01 .. tool-N")
     parser.add_argument("--tool", action="append", default=[], metavar="NAME",
                         help="also offer a tool NAME (answers 'NAME: <message>'); repeatable")
+    parser.add_argument("--refuse-initialize", action="store_true",
+                        help="answer initialize with a JSON-RPC error")
     parser.add_argument("--http", action="store_true", help="speak Streamable HTTP on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="the HTTP port (default: any free one)")
     args = parser.parse_args()
@@ -462,6 +468,7 @@ def main():
         page_size=args.page_size,
         extra_tools=args.extra_tools,
         tool_names=args.tool,
+        refuse_initialize=args.refuse_initialize,
         http=args.http,
         repeat_cursor=args.repeat_cursor,
     )

@@ -726,10 +726,15 @@ async fn stateless_run(
         .await;
     let initialized = answer
         .and_then(|e| serde_json::from_str::<Value>(&e.data).ok())
-        .and_then(|v| v.get("result").cloned())
-        .ok_or_else(|| GatewayError::UpstreamUnavailable {
+        .and_then(|v| v.get("result").cloned());
+    let Some(initialized) = initialized else {
+        // The upstream refused the handshake: nothing is left running.
+        gw.sessions.remove(&session.id);
+        session.send(Command::Close).await;
+        return Err(GatewayError::UpstreamUnavailable {
             server: server.to_owned(),
-        })?;
+        });
+    };
     let done = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
     session
         .send(Command::Client {

@@ -469,6 +469,30 @@ fn each_stateless_caller_has_an_upstream_session_of_its_own() {
     assert_eq!(ready["sessions"], 2);
 }
 
+#[test]
+fn a_stateless_caller_whose_upstream_refuses_the_handshake_leaves_nothing_running() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let gateway = Served::start(&ws, &fake_stdio_server("fs", &["--refuse-initialize"]));
+    let key = mint_key(&ws, "agent-r", None);
+    let client = McpClient::new(&gateway.mcp("fs"), Some(&key));
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/list"),
+    ];
+    for id in 1..=3 {
+        let refused = modern(&client, id, "tools/list", json!({}), &headers);
+        assert_eq!(refused.status, 502, "{refused:?}");
+        assert_eq!(refused.error_code(), -32012);
+    }
+    let ready: Value = http()
+        .get(gateway.url("/readyz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["sessions"], 0, "{ready}");
+}
+
 // === the aggregated endpoint ===
 
 #[test]
