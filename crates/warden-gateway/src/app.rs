@@ -916,6 +916,8 @@ pub async fn serve(
             gateway.begin_shutdown();
         }
     };
+    // LIMITATION: no read timeout on a request's headers or body; a slow
+    // client holds its connection (bounded per client by later hardening).
     let service = app(Arc::clone(&gateway)).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(stopping)
