@@ -1523,6 +1523,72 @@ fn c23_identity_headers_never_change_who_a_valid_token_names() {
         .any(|r| r["principal"] == "Agent::\"claude\"" && r["acting_for"] == "alice"));
 }
 
+#[test]
+fn the_sdk_calls_a_real_server_with_a_jwt_and_policy_sees_the_agent_and_its_human() {
+    let ws = Workspace::new(
+        r#"@id("lists") permit(principal == Agent::"claude", action == Action::"tools/list", resource);
+           @id("echo-for-alice") permit(principal == Agent::"claude", action == Action::"tools/call", resource is Tool)
+           when { resource.name == "echo" && context has acting_for && context.acting_for == Human::"alice" };"#,
+    );
+    let everything = HttpPeer::everything();
+    let key = SigningKey::new("k1");
+    std::fs::write(
+        ws.path("jwks.json"),
+        json!({"keys": [key.jwk()]}).to_string(),
+    )
+    .unwrap();
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[auth]\napi_keys = false\n\n[auth.jwt]\nissuer = {}\naudience = {}\n\
+             jwks_file = \"jwks.json\"\nalgorithms = [\"EdDSA\"]\n\n\
+             [servers.everything]\nurl = {}\n",
+            toml_str(ISSUER),
+            toml_str(AUDIENCE),
+            toml_str(&everything.url)
+        ),
+    );
+    let token = |human: &str| {
+        let mut claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": human,
+                                "client_id": "claude", "exp": now() + 600});
+        claims["iat"] = json!(now());
+        key.sign(&claims)
+    };
+    let ops = ["--list", "--call", "echo", r#"{"message": "signed"}"#];
+    for mode in ["2026-07-28", "legacy"] {
+        let for_alice = sdk_over_http(
+            &gateway.mcp("everything"),
+            &token("alice"),
+            &[&["--mode", mode][..], &ops[..]].concat(),
+        );
+        assert_eq!(
+            op_names(&for_alice["ops"][0]),
+            ["echo"],
+            "{mode}: {for_alice}"
+        );
+        assert_eq!(
+            for_alice["ops"][1]["text"], "Echo: signed",
+            "{mode}: {for_alice}"
+        );
+        // The same agent acting for someone else is refused.
+        let for_bob = sdk_over_http(
+            &gateway.mcp("everything"),
+            &token("bob"),
+            &[&["--mode", mode][..], &ops[..]].concat(),
+        );
+        assert_eq!(
+            for_bob["ops"][1]["error"]["code"], -32010,
+            "{mode}: {for_bob}"
+        );
+    }
+    let records = ws.records();
+    assert!(of_kind(&records, "decision")
+        .iter()
+        .any(|r| r["principal"] == "Agent::\"claude\""
+            && r["acting_for"] == "alice"
+            && r["decision"] == "allow"));
+}
+
 // === HTTP hygiene ===
 
 #[test]
