@@ -243,7 +243,7 @@ impl Routes {
     }
 
     /// Delivers a message the upstream (or Warden) addressed to the client.
-    fn deliver(&mut self, line: String, answered: &mut Option<String>) {
+    fn deliver(&mut self, line: String, answered: &mut Option<Initialized>) {
         let parsed = jsonrpc::parse(&line).ok();
         let response_key = match parsed.as_ref().map(|p| &p.message) {
             Some(Message::Response { id, .. }) => Some(id.key().to_owned()),
@@ -298,14 +298,28 @@ impl Routes {
         }
     }
 
-    fn answer(&mut self, key: &str, line: String, answered: &mut Option<String>) {
+    /// Whether `line` answers the client's `initialize`: `Some(true)` with a
+    /// result, `Some(false)` with an error, `None` when it answers something
+    /// else.
+    fn initialize_answer(&self, line: &str) -> Option<bool> {
+        let key = self.initialize.as_deref()?;
+        match jsonrpc::parse(line).ok()?.message {
+            Message::Response { id, outcome } if id.key() == key => Some(outcome.is_ok()),
+            _ => None,
+        }
+    }
+
+    fn answer(&mut self, key: &str, line: String, answered: &mut Option<Initialized>) {
         let Some(index) = self.requests.iter().position(|r| r.key == key) else {
             tracing::debug!("dropped an answer to a request with no open stream");
             return;
         };
         let route = self.requests.remove(index);
         if self.initialize.as_deref() == Some(key) {
-            *answered = negotiated_version(&line);
+            *answered = Some(match negotiated_version(&line) {
+                Some(version) => Initialized::Agreed(version),
+                None => Initialized::Refused(error_code(&line)),
+            });
             self.initialize = None;
         }
         self.push(route.stream, &route.sender, line);
@@ -344,8 +358,8 @@ impl SessionTask {
                 command = commands.recv() => match command {
                     Some(Command::Client { line, reply }) => {
                         let steps = self.client(line, reply);
-                        if !self.dispatch(steps, &upstreams).await {
-                            break "the upstream stopped accepting messages";
+                        if let Err(ended) = self.dispatch(steps, &upstreams).await {
+                            break self.end(ended, &upstreams).await;
                         }
                     }
                     Some(Command::OpenStream { stream, resume_after, accepted }) => {
@@ -378,15 +392,19 @@ impl SessionTask {
                             break "the upstream ended";
                         }
                     };
-                    if !self.dispatch(steps, &upstreams).await {
-                        break "the upstream stopped accepting messages";
+                    if let Err(ended) = self.dispatch(steps, &upstreams).await {
+                        break self.end(ended, &upstreams).await;
                     }
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    let mut ended = Ok(());
                     for member in 0..self.relays.len() {
                         let steps = self.step(member, |r, log| r.on_tick(now, log));
-                        self.dispatch(steps, &upstreams).await;
+                        ended = ended.and(self.dispatch(steps, &upstreams).await);
+                    }
+                    if let Err(ended) = ended {
+                        break self.end(ended, &upstreams).await;
                     }
                 }
             }
@@ -411,10 +429,29 @@ impl SessionTask {
     /// answered, and the death is counted for the restart back-off.
     async fn upstream_died(&mut self, member: usize, upstreams: &[UpstreamConnection]) {
         let steps = self.step(member, |r, log| r.on_server_exit(log));
-        self.dispatch(steps, upstreams).await;
+        let _ = self.dispatch(steps, upstreams).await;
         if let Some(server) = self.servers.get(member) {
             let now = Instant::now();
             self.restarts.died(server, now - self.started, now);
+        }
+    }
+
+    /// Why the session ends, after answering what is owed.
+    async fn end(&mut self, ended: Ended, upstreams: &[UpstreamConnection]) -> &'static str {
+        match ended {
+            Ended::Refused { unreachable } => {
+                // An upstream that could not be reached counts towards its
+                // back-off; one that refused the client's `initialize` (a
+                // version it does not speak) is the client's business.
+                if let ([server], true) = (self.servers.as_slice(), unreachable) {
+                    self.restarts.failed(server, Instant::now());
+                }
+                "the initialize was refused"
+            }
+            Ended::Unwritable(member) => {
+                self.upstream_died(member, upstreams).await;
+                "the upstream stopped accepting messages"
+            }
         }
     }
 
@@ -556,18 +593,38 @@ impl SessionTask {
         true
     }
 
-    /// Carries out what the relays returned. `false` when an upstream can
-    /// no longer be written to.
-    async fn dispatch(&mut self, steps: Steps, upstreams: &[UpstreamConnection]) -> bool {
+    /// Carries out what the relays returned. Stops at the first message
+    /// that shows the session is over.
+    async fn dispatch(
+        &mut self,
+        steps: Steps,
+        upstreams: &[UpstreamConnection],
+    ) -> Result<(), Ended> {
+        let mut ended = Ok(());
         for (member, out) in steps {
             match out {
                 Out::Client(line) => {
                     let mut answered = None;
+                    // A refused `initialize` closes the session before its
+                    // answer is out, so a client that retries at once never
+                    // finds the dead session (nor counts it against a cap).
+                    let refused = matches!(self.routes.initialize_answer(&line), Some(false));
+                    if refused {
+                        self.mark_closed();
+                    }
                     self.routes.deliver(line, &mut answered);
-                    if let Some(version) = answered {
-                        if let Ok(mut state) = self.state.lock() {
-                            state.protocol_version = Some(version);
+                    match answered {
+                        Some(Initialized::Agreed(version)) => {
+                            if let Ok(mut state) = self.state.lock() {
+                                state.protocol_version = Some(version);
+                            }
                         }
+                        Some(Initialized::Refused(code)) => {
+                            ended = Err(Ended::Refused {
+                                unreachable: code == jsonrpc::UPSTREAM_UNAVAILABLE,
+                            });
+                        }
+                        None => {}
                     }
                 }
                 Out::Server(line) => {
@@ -576,12 +633,18 @@ impl SessionTask {
                         None => false,
                     };
                     if !sent {
-                        return false;
+                        return Err(Ended::Unwritable(member));
                     }
                 }
             }
         }
-        true
+        ended
+    }
+
+    fn mark_closed(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
     }
 }
 
@@ -604,6 +667,14 @@ fn parse_event_id(text: &str) -> Option<(u64, u64)> {
     Some((stream.parse().ok()?, seq.parse().ok()?))
 }
 
+/// The code of a JSON-RPC error answer (0 when it has none).
+fn error_code(line: &str) -> i64 {
+    serde_json::from_str::<Value>(line)
+        .ok()
+        .and_then(|v| v.get("error")?.get("code")?.as_i64())
+        .unwrap_or(0)
+}
+
 /// The `protocolVersion` of an `initialize` result.
 fn negotiated_version(line: &str) -> Option<String> {
     let value: Value = serde_json::from_str(line).ok()?;
@@ -612,6 +683,30 @@ fn negotiated_version(line: &str) -> Option<String> {
         .get("protocolVersion")?
         .as_str()
         .map(str::to_owned)
+}
+
+/// Why dispatching ended the session.
+#[derive(Debug)]
+enum Ended {
+    /// The client's `initialize` was answered with an error; `unreachable`
+    /// when the error says the upstream could not be reached.
+    Refused {
+        /// The answer was -32012.
+        unreachable: bool,
+    },
+    /// The upstream of this member can no longer be written to.
+    Unwritable(usize),
+}
+
+/// How the client's `initialize` was answered.
+#[derive(Debug)]
+enum Initialized {
+    /// With this protocol version.
+    Agreed(String),
+    /// With an error (the upstream refused it, could not be reached, or
+    /// died): the session is of no use and ends with this answer. `.0` is
+    /// the error code.
+    Refused(i64),
 }
 
 /// The buffer of a client stream.

@@ -755,6 +755,76 @@ fn a_server_that_keeps_dying_is_started_again_only_after_a_growing_delay() {
     assert!(metrics.contains("backoff"), "{metrics}");
 }
 
+#[test]
+fn an_unreachable_upstream_leaves_no_session_behind_and_is_backed_off() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let gone = format!("http://127.0.0.1:{}/mcp", free_port());
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "max_sessions_per_agent = 2\n\n[servers.gone]\nurl = {}\n",
+            toml_str(&gone)
+        ),
+    );
+    let key = mint_key(&ws, "agent-g", None);
+    let client = McpClient::new(&gateway.mcp("gone"), Some(&key));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                 "clientInfo": {"name": "t", "version": "0"}}});
+    let first = client.post(&init);
+    assert_eq!(first.error_code(), -32012, "{first:?}");
+    // Retries are told when to come back; none is ever refused for the
+    // sessions the failures would otherwise have left open.
+    for _ in 0..4 {
+        let again = client.post(&init);
+        assert!(matches!(again.status, 200 | 503), "{again:?}");
+        assert_eq!(again.error_code(), -32012, "{again:?}");
+    }
+    let ready: Value = http()
+        .get(gateway.url("/readyz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["sessions"], 0, "{ready}");
+}
+
+#[test]
+fn a_stdio_upstream_that_exits_at_once_still_answers_initialize() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let gateway = Served::start(
+        &ws,
+        "[servers.dead]\ncommand = \"sh\"\nargs = [\"-c\", \"exit 1\"]\n",
+    );
+    let key = mint_key(&ws, "agent-d", None);
+    let client = McpClient::new(&gateway.mcp("dead"), Some(&key));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                 "clientInfo": {"name": "t", "version": "0"}}});
+    for _ in 0..6 {
+        // Over an event stream too, the answer is never empty.
+        let mut events = client.stream_status(&init);
+        match events {
+            (503, _) => {}
+            (200, ref mut messages) => {
+                let answer = messages
+                    .pop()
+                    .unwrap_or_else(|| panic!("initialize got no answer"));
+                assert_eq!(answer["id"], 0);
+                assert_eq!(answer["error"]["code"], -32012, "{answer}");
+            }
+            (status, _) => panic!("unexpected {status}"),
+        }
+    }
+    let ready: Value = http()
+        .get(gateway.url("/readyz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["sessions"], 0, "{ready}");
+}
+
 // === sessions ===
 
 #[test]

@@ -465,6 +465,30 @@ impl McpClient {
         Events::new(response)
     }
 
+    /// A POST of a request accepting an event stream: the status and, for
+    /// 200, every message the stream carried.
+    pub fn stream_status(&self, message: &Value) -> (u16, Vec<Value>) {
+        let response = self
+            .prepare(self.http.post(&self.url))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(message.to_string())
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        if status != 200 {
+            return (status, Vec::new());
+        }
+        let json = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if json {
+            return (status, vec![response.json().unwrap()]);
+        }
+        (status, Events::new(response).rest())
+    }
+
     /// A GET of the session's stream of server messages; only its status.
     pub fn get_status(&self) -> u16 {
         self.get_status_accepting("text/event-stream")
