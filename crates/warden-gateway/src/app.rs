@@ -218,9 +218,15 @@ async fn post(
         Some(id) => find_session(gw, server, &id, &owner, headers)?,
         None => match &parsed {
             Ok(p) if is_initialize(&p.message) => {
-                start_session(gw, server, peer, &identity, owner).await?
+                let started = start_session(gw, server, peer, &identity, owner).await;
+                match (&p.message, started) {
+                    (Message::Request { id, .. }, Err(refused)) => {
+                        return Err(refused.answering(id))
+                    }
+                    (_, started) => started?,
+                }
             }
-            Ok(p) if stateless::is_modern(&p.message) => {
+            Ok(p) if stateless::is_modern(&p.message, headers) => {
                 return modern(gw, server, peer, headers, &identity, p).await;
             }
             Ok(p) if stateless::is_modern_notification(&p.message, headers) => {
@@ -479,7 +485,7 @@ fn check_protocol_version(
     negotiated: Option<&str>,
 ) -> Result<(), GatewayError> {
     if headers.get_all("mcp-protocol-version").iter().count() > 1 {
-        return Err(GatewayError::UnsupportedVersion);
+        return Err(GatewayError::VersionRepeated);
     }
     let Some(value) = headers.get("mcp-protocol-version") else {
         return match negotiated {
@@ -582,6 +588,7 @@ async fn connect_member(
         return Err(GatewayError::UpstreamBackoff {
             server: server.to_owned(),
             retry_after,
+            id: None,
         });
     }
     let options = UpstreamOptions {
@@ -597,6 +604,7 @@ async fn connect_member(
             tracing::warn!(mcp.server = %server, error = %error, "cannot start the upstream server");
             return Err(GatewayError::UpstreamUnavailable {
                 server: server.to_owned(),
+                id: None,
             });
         }
     };
@@ -651,7 +659,9 @@ async fn modern(
             return Ok(json_body(StatusCode::BAD_REQUEST, answer));
         }
     };
-    let run = stateless_run(gw, server, peer, identity, &envelope).await?;
+    let run = stateless_run(gw, server, peer, identity, &envelope)
+        .await
+        .map_err(|e| e.answering(id))?;
     if method == "server/discover" {
         let result = stateless::discover_result(&run.initialized);
         return Ok(json_body(
@@ -733,6 +743,7 @@ async fn stateless_run(
         session.send(Command::Close).await;
         return Err(GatewayError::UpstreamUnavailable {
             server: server.to_owned(),
+            id: None,
         });
     };
     let done = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();

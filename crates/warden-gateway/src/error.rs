@@ -51,6 +51,8 @@ pub enum GatewayError {
     UnsupportedVersion,
     /// `MCP-Protocol-Version` differs from the session's.
     VersionMismatch,
+    /// `MCP-Protocol-Version` is given more than once.
+    VersionRepeated,
     /// The session already has its GET stream open.
     StreamOpen,
     /// Too many sessions are open.
@@ -61,6 +63,8 @@ pub enum GatewayError {
     UpstreamUnavailable {
         /// The server's configured name.
         server: String,
+        /// The request to answer, when the refusal answers one.
+        id: Option<jsonrpc::Id>,
     },
     /// The upstream kept failing; it is not started again before
     /// `retry_after` has passed.
@@ -69,10 +73,32 @@ pub enum GatewayError {
         server: String,
         /// How long until it is tried again.
         retry_after: std::time::Duration,
+        /// The request to answer, when the refusal answers one.
+        id: Option<jsonrpc::Id>,
     },
 }
 
 impl GatewayError {
+    /// The same refusal, answering request `id` where it names one.
+    pub fn answering(self, id: &jsonrpc::Id) -> Self {
+        match self {
+            GatewayError::UpstreamUnavailable { server, .. } => GatewayError::UpstreamUnavailable {
+                server,
+                id: Some(id.clone()),
+            },
+            GatewayError::UpstreamBackoff {
+                server,
+                retry_after,
+                ..
+            } => GatewayError::UpstreamBackoff {
+                server,
+                retry_after,
+                id: Some(id.clone()),
+            },
+            other => other,
+        }
+    }
+
     /// A stable label for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -90,6 +116,7 @@ impl GatewayError {
             GatewayError::SessionEnded => "session_ended",
             GatewayError::UnsupportedVersion => "unsupported_version",
             GatewayError::VersionMismatch => "version_mismatch",
+            GatewayError::VersionRepeated => "version_repeated",
             GatewayError::StreamOpen => "stream_open",
             GatewayError::TooManySessions => "too_many_sessions",
             GatewayError::TooManyAgentSessions => "too_many_agent_sessions",
@@ -190,13 +217,18 @@ impl IntoResponse for GatewayError {
             E::UnsupportedVersion => (
                 StatusCode::BAD_REQUEST,
                 text(
-                    "unsupported `MCP-Protocol-Version`; supported: 2024-11-05, 2025-03-26, \
-                     2025-06-18, 2025-11-25",
+                    "unsupported `MCP-Protocol-Version` for a session; sessions speak 2024-11-05, \
+                     2025-03-26, 2025-06-18 and 2025-11-25 (a 2026-07-28 request carries no \
+                     `Mcp-Session-Id`)",
                 ),
             ),
             E::VersionMismatch => (
                 StatusCode::BAD_REQUEST,
                 text("`MCP-Protocol-Version` differs from the version this session agreed"),
+            ),
+            E::VersionRepeated => (
+                StatusCode::BAD_REQUEST,
+                text("`MCP-Protocol-Version` is given more than once"),
             ),
             E::StreamOpen => (
                 StatusCode::CONFLICT,
@@ -210,10 +242,10 @@ impl IntoResponse for GatewayError {
                 StatusCode::TOO_MANY_REQUESTS,
                 text("this agent has as many sessions open as it may; end one (DELETE) or let one expire"),
             ),
-            E::UpstreamUnavailable { server } => (
+            E::UpstreamUnavailable { server, id } => (
                 StatusCode::BAD_GATEWAY,
                 Body::Rpc(
-                    None,
+                    id.clone(),
                     jsonrpc::UPSTREAM_UNAVAILABLE,
                     format!("upstream server `{server}` is unavailable"),
                 ),
@@ -221,10 +253,11 @@ impl IntoResponse for GatewayError {
             E::UpstreamBackoff {
                 server,
                 retry_after,
+                id,
             } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Body::Rpc(
-                    None,
+                    id.clone(),
                     jsonrpc::UPSTREAM_UNAVAILABLE,
                     format!(
                         "upstream server `{server}` keeps failing; it is started again in {} s",

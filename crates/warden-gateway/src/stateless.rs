@@ -60,16 +60,20 @@ pub struct Rejection {
     pub data: Option<Value>,
 }
 
-/// Whether a message sent without a session belongs to the modern
-/// revision: `server/discover`, or a request whose `_meta` names a protocol
-/// version.
-pub fn is_modern(message: &Message) -> bool {
+/// Whether a request sent without a session belongs to the modern
+/// revision: `server/discover`, a request whose `_meta` names a protocol
+/// version, or one whose `MCP-Protocol-Version` header says 2026-07-28 (its
+/// envelope is then checked, and a missing one named).
+pub fn is_modern(message: &Message, headers: &HeaderMap) -> bool {
     match message {
         Message::Request { method, .. } if method == "server/discover" => true,
-        Message::Request { params, .. } => params
-            .get("_meta")
-            .and_then(|meta| meta.get(VERSION_KEY))
-            .is_some(),
+        Message::Request { params, .. } => {
+            params
+                .get("_meta")
+                .and_then(|meta| meta.get(VERSION_KEY))
+                .is_some()
+                || header(headers, "mcp-protocol-version") == Some(MODERN_VERSION)
+        }
         _ => false,
     }
 }
@@ -137,15 +141,23 @@ fn check_headers(
             return Err(mismatch(&format!("`{name}` is given more than once")));
         }
     }
-    if version.is_none() || header(headers, "mcp-protocol-version") != version {
+    let sent = header(headers, "mcp-protocol-version");
+    if sent.is_none() {
+        return Err(mismatch("the `MCP-Protocol-Version` header is missing"));
+    }
+    if version.is_none() || sent != version {
         return Err(mismatch(
             "the `MCP-Protocol-Version` header does not match the request's protocol version",
         ));
     }
-    if header(headers, "mcp-method") != Some(method) {
-        return Err(mismatch(
-            "the `Mcp-Method` header does not match the request's method",
-        ));
+    match header(headers, "mcp-method") {
+        None => return Err(mismatch("the `Mcp-Method` header is missing")),
+        Some(sent) if sent != method => {
+            return Err(mismatch(
+                "the `Mcp-Method` header does not match the request's method",
+            ))
+        }
+        Some(_) => {}
     }
     let name_key = match method {
         "tools/call" | "prompts/get" => Some("name"),
@@ -154,7 +166,11 @@ fn check_headers(
     };
     if let Some(key) = name_key {
         let body = params.get(key).and_then(Value::as_str);
-        let named = header(headers, "mcp-name").and_then(decode_header_value);
+        let sent = header(headers, "mcp-name");
+        if body.is_some() && sent.is_none() {
+            return Err(mismatch("the `Mcp-Name` header is missing"));
+        }
+        let named = sent.and_then(decode_header_value);
         if body.is_some() && named.as_deref() != body {
             return Err(mismatch(&format!(
                 "the `Mcp-Name` header does not match the request's `{key}`"
@@ -361,7 +377,7 @@ mod tests {
     #[test]
     fn a_well_formed_modern_request_passes_with_its_envelope() {
         let call = request("tools/call", json!({"name": "echo", "_meta": meta()}));
-        assert!(is_modern(&call));
+        assert!(is_modern(&call, &HeaderMap::new()));
         let envelope = check_with(&call, &good_headers("tools/call", Some("echo"))).unwrap();
         assert_eq!(envelope.version, MODERN_VERSION);
         assert_eq!(
@@ -369,7 +385,12 @@ mod tests {
             Some(json!({"name": "c", "version": "1"}))
         );
         let plain = request("tools/call", json!({"name": "echo"}));
-        assert!(!is_modern(&plain));
+        assert!(!is_modern(&plain, &HeaderMap::new()));
+        // The header alone says the client means the stateless revision.
+        let claimed = headers(&[("mcp-protocol-version", MODERN_VERSION)]);
+        assert!(is_modern(&plain, &claimed));
+        let err = check(&plain, &claimed).unwrap_err();
+        assert_eq!(err.code, jsonrpc::INVALID_PARAMS);
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Pdp {
             .authorizer
             .is_authorized(&query, &self.policies.set, &entities);
 
-        let errors: Vec<EvaluationError> = response
+        let mut errors: Vec<EvaluationError> = response
             .diagnostics()
             .errors()
             .map(|e| EvaluationError {
@@ -65,11 +65,15 @@ impl Pdp {
                 message: e.to_string(),
             })
             .collect();
-        let policy_ids: Vec<String> = response
+        // Sorted: Cedar gives them as a set, and a record must read the same
+        // for the same decision.
+        let mut policy_ids: Vec<String> = response
             .diagnostics()
             .reason()
             .map(ToString::to_string)
             .collect();
+        policy_ids.sort();
+        errors.sort_by(|a, b| (&a.policy_id, &a.message).cmp(&(&b.policy_id, &b.message)));
 
         // INVARIANT: an evaluation error always denies. Cedar skips a policy
         // whose condition errs, so an erroring `forbid` would otherwise let

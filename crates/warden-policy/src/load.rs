@@ -188,7 +188,10 @@ pub fn load(sources: &PolicySources) -> Result<Policies, LoadError> {
 
     if !problems.is_empty() {
         dedupe(&mut problems);
-        problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        // The message breaks ties, so the same set always reads the same.
+        problems.sort_by(|a, b| {
+            (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))
+        });
         return Err(LoadError { problems });
     }
     let policy_count = set.policies().count();

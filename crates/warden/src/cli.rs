@@ -1,6 +1,6 @@
 //! Command-line arguments and the exit-code contract.
 //!
-//! Exit codes: 0 success, 1 error, 2 denied, 3 policy validation failed. A
+//! Exit codes: 0 success, 1 error, 2 denied, 3 invalid policies or configuration. A
 //! broken pipe on output exits 0.
 
 pub mod audit;
@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "warden", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 success, 1 error, 2 denied, 3 policy validation failed.\n\
+    after_help = "Exit codes: 0 success, 1 error, 2 denied, 3 invalid policies or configuration.\n\
 Logs go to stderr; set WARDEN_LOG (for example `debug`) to change how much."
 )]
 pub struct Cli {

@@ -63,10 +63,13 @@ fn validate(args: &ValidateArgs, format: Format) -> CliResult {
                     for warning in policies.warnings() {
                         writeln!(out, "{}: warning: {}", location(warning), warning.message)?;
                     }
+                    let policies_text = match policies.policy_count() {
+                        1 => "1 policy".to_owned(),
+                        n => format!("{n} policies"),
+                    };
                     writeln!(
                         out,
-                        "valid: {} policies in `{dir}` (version {})",
-                        policies.policy_count(),
+                        "valid: {policies_text} in `{dir}` (version {})",
                         policies.version()
                     )?;
                 }

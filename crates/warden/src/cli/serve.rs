@@ -77,6 +77,13 @@ pub fn run(args: ServeArgs) -> CliResult {
         for server in &servers {
             eprintln!("warden: serving `{server}` at {public_url}/mcp/{server}");
         }
+        if let Some(aggregate) = &gateway_config.aggregate {
+            eprintln!(
+                "warden: serving the tools of {} at {public_url}/mcp/{} (aggregated)",
+                aggregate.servers.join(", "),
+                aggregate.name
+            );
+        }
         let gateway = Gateway::new(gateway_config, pdp, log, auth, metrics);
         warden_gateway::serve(gateway, listener, stop_signal())
             .await

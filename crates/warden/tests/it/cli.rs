@@ -16,7 +16,7 @@ fn policy_validate_accepts_a_valid_directory_with_exit_0() {
     let ws = Workspace::new("@id(\"x\") permit(principal, action, resource);");
     let out = warden(&["policy", "validate", &ws.policies()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("valid: 1 policies"), "{}", text(&out));
+    assert!(text(&out).contains("valid: 1 policy in"), "{}", text(&out));
 }
 
 #[test]

@@ -368,6 +368,21 @@ fn stateless_requests_whose_headers_disagree_with_the_body_never_reach_the_upstr
         refused.json()["error"]["data"]["supported"],
         json!(["2026-07-28"])
     );
+    // A request that says 2026-07-28 only in its header is told what its
+    // body lacks.
+    let bare = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {}});
+    let refused = client.post_raw(bare.to_string(), &[version, ("mcp-method", "tools/list")]);
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (400, -32602),
+        "{refused:?}"
+    );
+    // A missing header is named as missing.
+    let refused = modern(&client, 5, "tools/call", echo.clone(), &[version, method]);
+    assert!(refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`Mcp-Name` header is missing"));
     // An envelope without the client's capabilities is invalid.
     let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list",
                       "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
@@ -483,6 +498,7 @@ fn a_stateless_caller_whose_upstream_refuses_the_handshake_leaves_nothing_runnin
         let refused = modern(&client, id, "tools/list", json!({}), &headers);
         assert_eq!(refused.status, 502, "{refused:?}");
         assert_eq!(refused.error_code(), -32012);
+        assert_eq!(refused.json()["id"], id);
     }
     let ready: Value = http()
         .get(gateway.url("/readyz"))
@@ -738,6 +754,7 @@ fn a_server_that_keeps_dying_is_started_again_only_after_a_growing_delay() {
     let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=30).contains(&wait), "{refused:?}");
     assert_eq!(refused.error_code(), -32012);
+    assert_eq!(refused.json()["id"], 0, "the answer names the request");
     assert!(refused.json()["error"]["message"]
         .as_str()
         .unwrap()
@@ -1057,6 +1074,7 @@ fn c07_bogus_protocol_versions_are_refused_and_the_upstream_gets_its_negotiated_
     ];
     let refused = client.post_raw(echo("v-twice"), &twice);
     assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(refused.body.contains("more than once"), "{refused:?}");
     // A missing header stands for 2025-03-26, and is accepted on any
     // session (the conformance suite relies on it); so is that value.
     let absent = client.post_raw(echo("v-absent"), &[]);
