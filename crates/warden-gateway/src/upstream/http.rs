@@ -440,8 +440,12 @@ async fn post(shared: Arc<Shared>, body: String, outgoing: Outgoing) -> Follow {
         };
     }
     let max = shared.options.max_message_bytes;
-    error_status(&shared.events, response, &outgoing.requests, max).await;
-    if status == StatusCode::NOT_FOUND && with_session {
+    let forgot_session = error_status(&shared.events, response, &outgoing.requests, max).await;
+    // 404 is what the specification says of an unknown session; some
+    // servers (server-everything among them) say 400 with a message. Either
+    // way the session is gone upstream, so it ends here too and the client
+    // is told to start a new one, rather than every later call failing.
+    if (status == StatusCode::NOT_FOUND || forgot_session) && with_session {
         shared
             .events
             .close("upstream session expired".to_owned())
@@ -626,12 +630,15 @@ pub(super) async fn answer_failure(events: &EventSink, requests: &[Id], message:
 /// Answers the requests of a POST the upstream refused with an HTTP error
 /// status: with the JSON-RPC message in the body when there is one, else
 /// with error `-32012` naming the status.
+/// Answers `requests` from an error status and its body. Returns whether
+/// the body says the upstream does not know the session (some servers
+/// answer a forgotten session with 400 and a message, not 404).
 pub(super) async fn error_status(
     events: &EventSink,
     response: Response,
     requests: &[Id],
     max: usize,
-) {
+) -> bool {
     let status = response.status();
     if status.is_server_error() {
         tracing::warn!(
@@ -655,14 +662,19 @@ pub(super) async fn error_status(
         },
         Ok(Err(_)) | Err(_) => None,
     };
+    let forgot_session = status == StatusCode::BAD_REQUEST
+        && text
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("session"));
     let mut unanswered = requests.to_vec();
     if let Some(line) = text.and_then(|text| rpc_answer(&text, &mut unanswered)) {
         if !events.emit(UpstreamEvent::Line(line)).await {
-            return;
+            return forgot_session;
         }
     }
     let message = format!("upstream server answered HTTP {}", status.as_u16());
     answer_failure(events, &unanswered, &message).await;
+    forgot_session
 }
 
 /// The JSON-RPC answer in an error body, if it is one, taking the request

@@ -842,6 +842,70 @@ fn a_stdio_upstream_that_exits_at_once_still_answers_initialize() {
     assert_eq!(ready["sessions"], 0, "{ready}");
 }
 
+#[test]
+fn a_session_whose_http_upstream_restarted_ends_so_the_client_starts_afresh() {
+    let ws = Workspace::new(ALLOW_ALL);
+    let everything = HttpPeer::everything();
+    let port: u16 = everything
+        .url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    let gateway = Served::start(
+        &ws,
+        &format!(
+            "[servers.everything]\nurl = {}\n",
+            toml_str(&everything.url)
+        ),
+    );
+    let key = mint_key(&ws, "agent-u", None);
+    let mut client = McpClient::new(&gateway.mcp("everything"), Some(&key));
+    client.initialize();
+    assert_eq!(
+        text_of(&client.call(1, "echo", json!({"message": "before"}))),
+        "Echo: before"
+    );
+
+    // The upstream restarts and forgets its sessions (server-everything
+    // says so with 400, not the specification's 404).
+    drop(everything);
+    let _restarted = HttpPeer::everything_at(port).expect("server-everything restarts on its port");
+    let failed = client.post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                     "params": {"name": "echo", "arguments": {"message": "lost"}}}));
+    assert!(failed.json().get("error").is_some(), "{failed:?}");
+    // The gateway session ended with it: the client is told to start again,
+    // and a new session works.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client
+        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
+        .status
+        != 404
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broken session was never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // (The upstream's end counts towards its back-off: the first start may
+    // be told to wait, and when.)
+    let mut fresh = McpClient::new(&gateway.mcp("everything"), Some(&key));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                 "clientInfo": {"name": "t", "version": "0"}}});
+    let refused = fresh.post(&init);
+    if refused.status == 503 {
+        let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        std::thread::sleep(Duration::from_secs(wait));
+    }
+    fresh.initialize();
+    assert_eq!(
+        text_of(&fresh.call(4, "echo", json!({"message": "after"}))),
+        "Echo: after"
+    );
+}
+
 // === sessions ===
 
 #[test]

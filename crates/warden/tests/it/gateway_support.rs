@@ -214,7 +214,17 @@ impl HttpPeer {
     pub fn everything() -> HttpPeer {
         let mut failures = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
+            match HttpPeer::everything_at(free_port()) {
+                Ok(peer) => return peer,
+                Err(stderr) => failures.push_str(&stderr),
+            }
+        }
+        panic!("server-everything did not come up:\n{failures}");
+    }
+
+    /// server-everything on `port`; its stderr if it did not come up.
+    pub fn everything_at(port: u16) -> Result<HttpPeer, String> {
+        {
             let mut process = Guard::spawn(
                 Command::new(npm_bin("mcp-server-everything"))
                     .arg("streamableHttp")
@@ -228,16 +238,15 @@ impl HttpPeer {
             let deadline = Instant::now() + PATIENCE;
             while Instant::now() < deadline && !process.has_exited() {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return HttpPeer {
+                    return Ok(HttpPeer {
                         _process: process,
                         url: format!("http://127.0.0.1:{port}/mcp"),
-                    };
+                    });
                 }
                 thread::sleep(Duration::from_millis(100));
             }
-            failures.push_str(&process.stderr());
+            Err(process.stderr())
         }
-        panic!("server-everything did not come up:\n{failures}");
     }
 
     /// The scripted upstream in its Streamable HTTP mode (`--http`).
