@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use warden_policy::Decision;
+use warden_policy::{Decision, Effect};
 use warden_store::{DecisionRecord, RecordKind};
 
 /// Who is acting, and through which Warden process: the facts every record
@@ -68,10 +68,10 @@ pub fn decision_record(
         .collect();
     record.policy_version = Some(decision.policy_version.clone());
     record.latency_us = Some(latency_us);
-    record.outcome = if decision.is_allowed() {
-        "allowed"
-    } else {
-        "denied"
+    record.outcome = match decision.effect {
+        Effect::Allow => "allowed",
+        Effect::Deny => "denied",
+        Effect::ApprovalRequired => "approval_required",
     }
     .to_owned();
     record

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use warden_policy::{Action, DecisionRequest, Environment, Pdp, Principal, Target};
+use warden_policy::{Action, DecisionRequest, Effect, Environment, Pdp, Principal, Target};
 use warden_store::{DecisionLog, DecisionRecord};
 
 use crate::jsonrpc::{self, Id, Message, Parsed};
@@ -605,18 +605,30 @@ impl Relay {
                 policy.ids = ?decision.policy_ids,
                 "request denied"
             );
-            let data = json!({
+            let mut data = json!({
                 "decision_id": decision_id,
                 "reason": decision.reason.label(),
                 "policy_ids": decision.policy_ids,
                 "policy_version": decision.policy_version,
             });
+            if let (Some(approval), Some(object)) = (&decision.approval, data.as_object_mut()) {
+                object.insert("approvers".into(), json!(approval.groups));
+                object.insert("approval_ttl_secs".into(), json!(approval.ttl_secs));
+            }
             // LIMITATION: always explicit; masking a denial as "unknown tool" is
             // not offered yet.
-            let message = format!(
-                "denied by policy: {} (decision {decision_id})",
-                decision.explain()
-            );
+            // LIMITATION: approvals cannot be requested or granted yet; a call
+            // that policy permits only with approval is refused (fail closed).
+            let message = match decision.effect {
+                Effect::ApprovalRequired => format!(
+                    "approval required: {}; this Warden cannot take approvals yet, so the call is refused (decision {decision_id})",
+                    decision.explain()
+                ),
+                Effect::Allow | Effect::Deny => format!(
+                    "denied by policy: {} (decision {decision_id})",
+                    decision.explain()
+                ),
+            };
             return vec![Out::Client(jsonrpc::error_response(
                 Some(id),
                 jsonrpc::DENIED,

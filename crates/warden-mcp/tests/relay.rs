@@ -142,8 +142,12 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Harness::with_policy(POLICY)
+    }
+
+    fn with_policy(policy: &str) -> Self {
         Harness {
-            relay: Relay::new(config(), pdp(POLICY)),
+            relay: Relay::new(config(), pdp(policy)),
             log: MemoryLog::default(),
         }
     }
@@ -1554,4 +1558,30 @@ fn an_oversized_upstream_answer_fails_its_request_at_once() {
     )
     .nothing();
     assert_eq!(h.relay.stats().upstream_garbage, 2);
+}
+
+#[test]
+fn a_call_that_needs_approval_is_refused_naming_the_approvers_and_never_forwarded() {
+    let mut h = Harness::with_policy(
+        r#"@id("lists") permit(principal, action == Action::"tools/list", resource);
+           @id("writes-need-review") @approval("reviewers") @approval_ttl("10m")
+           permit(principal, action == Action::"tools/call", resource) when { resource.name == "write_file" };"#,
+    );
+    h.know_tools(&["write_file"]);
+    let answer = h
+        .call("1", "write_file", json!({"path": "/x"}))
+        .only_client();
+    assert_eq!(error_code(&answer), jsonrpc::DENIED);
+    let data = &answer["error"]["data"];
+    assert_eq!(data["reason"], "approval_required");
+    assert_eq!(data["approvers"], json!(["reviewers"]));
+    assert_eq!(data["approval_ttl_secs"], 600);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("approval required:"), "{message}");
+    let records = h.records();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].decision.as_deref(), Some("approval_required"));
+    assert_eq!(records[0].outcome, "approval_required");
+    assert_eq!(records[0].policy_ids, ["writes-need-review"]);
+    assert_eq!(h.relay.in_flight(), 0);
 }

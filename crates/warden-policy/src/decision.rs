@@ -188,13 +188,16 @@ pub struct DecisionRequest<'a> {
     pub environment: &'a Environment,
 }
 
-/// Allow or deny.
+/// Allow, deny, or allow only once a human approves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Effect {
     /// The request may proceed.
     Allow,
     /// The request is refused.
     Deny,
+    /// The request may proceed only with the approval its decision's
+    /// [`Approval`] names; until then it does not.
+    ApprovalRequired,
 }
 
 impl fmt::Display for Effect {
@@ -202,8 +205,20 @@ impl fmt::Display for Effect {
         f.write_str(match self {
             Effect::Allow => "allow",
             Effect::Deny => "deny",
+            Effect::ApprovalRequired => "approval_required",
         })
     }
+}
+
+/// The approval a decision requires: from a member of any of `groups`,
+/// within `ttl_secs` of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The groups (`Group::"…"`) whose members may approve, in name order.
+    pub groups: Vec<String>,
+    /// How long the approval may take, in seconds: the shortest that the
+    /// determining policies name.
+    pub ttl_secs: u64,
 }
 
 /// Why the decision is what it is.
@@ -217,6 +232,9 @@ pub enum Reason {
     NoPermit,
     /// A policy could not be evaluated; Warden denies rather than skip it.
     EvaluationError,
+    /// Every permit that applied asks for a human's approval, and no forbid
+    /// applied.
+    ApprovalRequired,
     /// The arguments were refused before evaluation.
     InvalidArguments(ArgumentsError),
     /// The request could not be put to the engine (for example an entity id
@@ -232,6 +250,7 @@ impl Reason {
             Reason::Forbidden => "forbidden",
             Reason::NoPermit => "no_permit",
             Reason::EvaluationError => "evaluation_error",
+            Reason::ApprovalRequired => "approval_required",
             Reason::InvalidArguments(_) => "invalid_arguments",
             Reason::InvalidRequest(_) => "invalid_request",
         }
@@ -262,6 +281,8 @@ pub struct Decision {
     pub errors: Vec<EvaluationError>,
     /// The version of the policy set that decided.
     pub policy_version: String,
+    /// For [`Effect::ApprovalRequired`], whose approval.
+    pub approval: Option<Approval>,
 }
 
 impl Decision {
@@ -292,6 +313,17 @@ impl Decision {
                 format!(
                     "{noun} {} could not be evaluated, so the request is denied",
                     ids(&failed)
+                )
+            }
+            Reason::ApprovalRequired => {
+                let groups = self
+                    .approval
+                    .as_ref()
+                    .map(|a| ids(&a.groups))
+                    .unwrap_or_default();
+                format!(
+                    "policy {} permits this request only with the approval of a member of {groups}",
+                    ids(&self.policy_ids)
                 )
             }
             Reason::InvalidArguments(e) => format!("arguments refused: {e}"),

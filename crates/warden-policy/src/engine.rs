@@ -15,7 +15,7 @@ use cedar_policy::{
 
 use crate::args::{Arguments, Limits};
 use crate::decision::{
-    Decision, DecisionRequest, Effect, EvaluationError, Principal, Reason, Target,
+    Approval, Decision, DecisionRequest, Effect, EvaluationError, Principal, Reason, Target,
 };
 use crate::load::Policies;
 
@@ -87,6 +87,16 @@ impl Pdp {
                 CedarDecision::Deny => (Effect::Deny, Reason::Forbidden),
             }
         };
+        // An allow needs approval only when every permit that gave it asks
+        // for one: a permit that asks for none is enough on its own.
+        let approval = match effect {
+            Effect::Allow => self.approval_of(&policy_ids),
+            _ => None,
+        };
+        let (effect, reason) = match approval {
+            Some(_) => (Effect::ApprovalRequired, Reason::ApprovalRequired),
+            None => (effect, reason),
+        };
         let policy_ids = if reason == Reason::EvaluationError {
             Vec::new()
         } else {
@@ -97,6 +107,7 @@ impl Pdp {
             reason,
             policy_ids,
             errors,
+            approval,
             policy_version: self.policies.version().to_owned(),
         }
     }
@@ -140,7 +151,23 @@ impl Pdp {
             policy_ids: Vec::new(),
             errors: Vec::new(),
             policy_version: self.policies.version().to_owned(),
+            approval: None,
         }
+    }
+
+    /// The approval the determining permits `policy_ids` require together:
+    /// `None` when any of them requires none.
+    fn approval_of(&self, policy_ids: &[String]) -> Option<Approval> {
+        let mut groups = Vec::new();
+        let mut ttl_secs = u64::MAX;
+        for id in policy_ids {
+            let asked = self.policies.approval(id)?;
+            groups.push(asked.group.clone());
+            ttl_secs = ttl_secs.min(asked.ttl_secs);
+        }
+        groups.sort();
+        groups.dedup();
+        (!groups.is_empty()).then_some(Approval { groups, ttl_secs })
     }
 
     /// The Cedar request and entities for a concrete decision.

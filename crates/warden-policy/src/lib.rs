@@ -8,8 +8,8 @@ pub mod path;
 
 pub use args::{Arguments, ArgumentsError, Limits};
 pub use decision::{
-    Action, Decision, DecisionRequest, Effect, Environment, EvaluationError, Principal, Reason,
-    Target,
+    Action, Approval, Decision, DecisionRequest, Effect, Environment, EvaluationError, Principal,
+    Reason, Target,
 };
 pub use engine::Pdp;
 pub use load::{load, LoadError, Policies, PolicySources, Problem, SourceFile, SCHEMA_TEXT};

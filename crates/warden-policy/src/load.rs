@@ -88,7 +88,23 @@ pub struct Policies {
     version: String,
     warnings: Vec<Problem>,
     policy_count: usize,
+    /// The approval each annotated permit asks for, by policy id.
+    approvals: HashMap<String, AskedApproval>,
 }
+
+/// What one permit's `@approval` annotations ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AskedApproval {
+    /// The group whose members may approve.
+    pub(crate) group: String,
+    /// How long the approval may take, in seconds.
+    pub(crate) ttl_secs: u64,
+}
+
+/// How long an approval may take when `@approval_ttl` does not say.
+pub const DEFAULT_APPROVAL_TTL_SECS: u64 = 15 * 60;
+/// The longest `@approval_ttl`.
+pub const MAX_APPROVAL_TTL_SECS: u64 = 7 * 24 * 60 * 60;
 
 impl Policies {
     /// The policy-set version: a digest of every loaded file's name and text.
@@ -104,6 +120,11 @@ impl Policies {
     /// How many policies the set holds.
     pub fn policy_count(&self) -> usize {
         self.policy_count
+    }
+
+    /// The approval policy `id` asks for, if it is an annotated permit.
+    pub(crate) fn approval(&self, id: &str) -> Option<&AskedApproval> {
+        self.approvals.get(id)
     }
 
     /// The server names the policies mention (`Server::"fs"`, or the server
@@ -165,9 +186,15 @@ pub fn load(sources: &PolicySources) -> Result<Policies, LoadError> {
     let mut problems = Vec::new();
     let mut set = PolicySet::new();
     let mut texts: HashMap<PolicyId, &SourceFile> = HashMap::new();
+    let mut approvals = HashMap::new();
 
     for file in &sources.policies {
-        parse_file(file, &mut set, &mut texts, &mut problems);
+        let mut parsed = Parsed {
+            set: &mut set,
+            texts: &mut texts,
+            approvals: &mut approvals,
+        };
+        parse_file(file, &mut parsed, &mut problems);
     }
 
     let validation = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
@@ -202,17 +229,29 @@ pub fn load(sources: &PolicySources) -> Result<Policies, LoadError> {
         version: version_of(sources),
         warnings,
         policy_count,
+        approvals,
     })
+}
+
+/// What parsing the files builds up.
+struct Parsed<'s, 'a> {
+    set: &'s mut PolicySet,
+    texts: &'s mut HashMap<PolicyId, &'a SourceFile>,
+    approvals: &'s mut HashMap<String, AskedApproval>,
 }
 
 /// Parses one `.cedar` file into `set`, naming each policy by its `@id`
 /// annotation or, failing that, by `file:line`.
 fn parse_file<'a>(
     file: &'a SourceFile,
-    set: &mut PolicySet,
-    texts: &mut HashMap<PolicyId, &'a SourceFile>,
+    parsed_into: &mut Parsed<'_, 'a>,
     problems: &mut Vec<Problem>,
 ) {
+    let Parsed {
+        set,
+        texts,
+        approvals,
+    } = parsed_into;
     // Cedar's parser recurses once per bracket: a few hundred nested
     // brackets exhaust the stack and abort the process, so nesting is
     // bounded before Cedar sees the text.
@@ -256,12 +295,86 @@ fn parse_file<'a>(
             problems.push(problem);
             continue;
         }
+        match asked_approval(policy) {
+            Ok(Some(asked)) => {
+                approvals.insert(id.to_string(), asked);
+            }
+            Ok(None) => {}
+            Err(message) => {
+                let mut problem = locate_offset(file, offset, "");
+                problem.message = message;
+                problem.help = Some(
+                    "write `@approval(\"GROUP\")` on a permit, and optionally `@approval_ttl(\"15m\")`"
+                        .to_owned(),
+                );
+                problems.push(problem);
+            }
+        }
         if let Err(e) = set.add(policy.new_id(id.clone())) {
             problems.push(locate_offset(file, offset, &e.to_string()));
             continue;
         }
         texts.insert(id, file);
     }
+}
+
+/// The approval a policy's annotations ask for: `@approval("GROUP")` on a
+/// permit, with an optional `@approval_ttl("30s" | "15m" | "2h" | "1d")`.
+fn asked_approval(policy: &cedar_policy::Policy) -> Result<Option<AskedApproval>, String> {
+    let group = policy.annotation("approval");
+    let ttl = policy.annotation("approval_ttl");
+    let Some(group) = group else {
+        return match ttl {
+            Some(_) => Err("`@approval_ttl` without `@approval`".to_owned()),
+            None => Ok(None),
+        };
+    };
+    if policy.effect() != cedar_policy::Effect::Permit {
+        return Err(
+            "`@approval` applies to permit policies only: a forbid needs no approval".to_owned(),
+        );
+    }
+    let valid_group = !group.is_empty()
+        && group.len() <= 128
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if !valid_group {
+        return Err(format!(
+            "`@approval` names the approvers' group: 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `@`, not `{}`",
+            group.escape_debug()
+        ));
+    }
+    let ttl_secs = match ttl {
+        None => DEFAULT_APPROVAL_TTL_SECS,
+        Some(text) => parse_ttl(text).ok_or_else(|| {
+            format!(
+                "`@approval_ttl(\"{}\")` is not a duration from 1s to 7d (like `30s`, `15m`, `2h`, `1d`)",
+                text.escape_debug()
+            )
+        })?,
+    };
+    Ok(Some(AskedApproval {
+        group: group.to_owned(),
+        ttl_secs,
+    }))
+}
+
+/// `30s`, `15m`, `2h` or `1d`, within 1 s and [`MAX_APPROVAL_TTL_SECS`].
+fn parse_ttl(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let digits = text.get(..text.len() - 1)?;
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = digits.parse::<u64>().ok()?.checked_mul(unit)?;
+    (1..=MAX_APPROVAL_TTL_SECS).contains(&secs).then_some(secs)
 }
 
 /// Deepest nesting of `(`, `[` and `{` a policy file may use.

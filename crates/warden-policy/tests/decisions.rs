@@ -442,3 +442,155 @@ fn the_servers_a_policy_set_names_are_known() {
     let names: Vec<String> = pdp.policies().referenced_servers().into_iter().collect();
     assert_eq!(names, ["fs", "git", "memory"]);
 }
+
+// === approval in policy ===
+
+#[test]
+fn a_permit_that_asks_for_approval_turns_its_allow_into_approval_required() {
+    let pdp = pdp(r#"
+        @id("push-needs-review") @approval("release-managers")
+        permit(principal, action == Action::"tools/call", resource) when { resource.name == "push" };
+        @id("reads") permit(principal, action == Action::"tools/call", resource) when { resource.name == "read" };
+    "#);
+    let push = call(&pdp, "a", None, "push", json!({}));
+    assert_eq!(push.effect, Effect::ApprovalRequired);
+    assert_eq!(push.reason.label(), "approval_required");
+    assert_eq!(push.policy_ids, ["push-needs-review"]);
+    let approval = push.approval.as_ref().unwrap();
+    assert_eq!(approval.groups, ["release-managers"]);
+    assert_eq!(approval.ttl_secs, 900, "the default is 15 minutes");
+    assert!(!push.is_allowed(), "approval required is not an allow");
+    assert!(
+        push.explain().contains("`release-managers`"),
+        "{}",
+        push.explain()
+    );
+    // The tool stays listed: a call can be allowed, with approval.
+    assert!(visible(&pdp, "push"));
+    let read = call(&pdp, "a", None, "read", json!({}));
+    assert_eq!((read.effect, read.approval), (Effect::Allow, None));
+}
+
+#[test]
+fn approval_is_required_only_when_every_determining_permit_asks_for_it() {
+    let pdp = pdp(r#"
+        @id("any-push") @approval("reviewers") @approval_ttl("2h")
+        permit(principal, action == Action::"tools/call", resource) when { resource.name == "push" };
+        @id("ops-push") @approval("ops") @approval_ttl("30m")
+        permit(principal, action == Action::"tools/call", resource)
+        when { resource.name == "push" && context has acting_for };
+        @id("bot-push")
+        permit(principal == Agent::"release-bot", action == Action::"tools/call", resource)
+        when { resource.name == "push" };
+    "#);
+    // Two asking permits apply: either group may approve, within the
+    // shorter time.
+    let both = call(&pdp, "a", Some("alice"), "push", json!({}));
+    assert_eq!(both.effect, Effect::ApprovalRequired);
+    let approval = both.approval.unwrap();
+    assert_eq!(approval.groups, ["ops", "reviewers"]);
+    assert_eq!(approval.ttl_secs, 30 * 60);
+    // A permit that asks for nothing is enough on its own.
+    let bot = call(&pdp, "release-bot", None, "push", json!({}));
+    assert_eq!((bot.effect, bot.approval), (Effect::Allow, None));
+}
+
+#[test]
+fn a_forbid_or_an_error_beats_a_permit_that_asks_for_approval() {
+    let pdp = pdp(r#"
+        @id("push") @approval("reviewers")
+        permit(principal, action == Action::"tools/call", resource) when { resource.name == "push" };
+        @id("no-main") forbid(principal, action == Action::"tools/call", resource)
+        when { context.args.strings.hasTag("branch") && context.args.strings.getTag("branch") == "main" };
+        @id("overflow") forbid(principal, action == Action::"tools/call", resource)
+        when { context.args.numbers.hasTag("count") && context.args.numbers.getTag("count") * 2 > 10 };
+    "#);
+    let main = call(&pdp, "a", None, "push", json!({"branch": "main"}));
+    assert_eq!(
+        (main.effect, main.reason.label()),
+        (Effect::Deny, "forbidden")
+    );
+    assert_eq!(main.approval, None);
+    // The forbid overflows and errs, and an error denies.
+    let erring = call(
+        &pdp,
+        "a",
+        None,
+        "push",
+        json!({"branch": "dev", "count": i64::MAX}),
+    );
+    assert_eq!(
+        (erring.effect, erring.reason.label()),
+        (Effect::Deny, "evaluation_error")
+    );
+    assert_eq!(erring.approval, None);
+    let fine = call(
+        &pdp,
+        "a",
+        None,
+        "push",
+        json!({"branch": "dev", "count": 1}),
+    );
+    assert_eq!(fine.effect, Effect::ApprovalRequired);
+}
+
+#[test]
+fn approval_annotations_that_cannot_be_honoured_are_refused_at_load() {
+    for (text, expected) in [
+        (
+            "@approval(\"g\") forbid(principal, action, resource);",
+            "applies to permit policies only",
+        ),
+        (
+            "@approval(\"\") permit(principal, action, resource);",
+            "names the approvers' group",
+        ),
+        (
+            "@approval(\"a b\") permit(principal, action, resource);",
+            "names the approvers' group",
+        ),
+        (
+            "@approval_ttl(\"1h\") permit(principal, action, resource);",
+            "without `@approval`",
+        ),
+    ] {
+        let err = load_text(text.to_owned()).expect_err(text);
+        assert!(
+            err.problems[0].message.contains(expected),
+            "{text}: {}",
+            err.problems[0]
+        );
+        assert_eq!(
+            (err.problems[0].line, err.problems[0].column),
+            (1, 1),
+            "{text}"
+        );
+    }
+    for ttl in [
+        "0s", "8d", "15", "15x", "", "1.5h", "-1m", "9999999s", "1ｍ",
+    ] {
+        let text = format!(
+            "@approval(\"g\") @approval_ttl(\"{ttl}\") permit(principal, action, resource);"
+        );
+        let err = load_text(text).expect_err(ttl);
+        assert!(
+            err.problems[0].message.contains("is not a duration"),
+            "{ttl}: {}",
+            err.problems[0]
+        );
+    }
+    for (ttl, secs) in [
+        ("1s", 1),
+        ("45s", 45),
+        ("15m", 900),
+        ("2h", 7200),
+        ("7d", 604_800),
+    ] {
+        let text = format!(
+            "@id(\"p\") @approval(\"g\") @approval_ttl(\"{ttl}\") permit(principal, action, resource);"
+        );
+        let pdp = Pdp::new(load_text(text).unwrap(), Limits::default());
+        let decision = call(&pdp, "a", None, "t", json!({}));
+        assert_eq!(decision.approval.unwrap().ttl_secs, secs, "{ttl}");
+    }
+}
