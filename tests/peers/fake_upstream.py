@@ -44,6 +44,8 @@ Options:
   ``nextCursor`` = N, the cursor of the second page: a listing that never ends.
 * ``--extra-tools N``: also offer the tools ``tool-01`` ... ``tool-N`` (after the others).
 * ``--refuse-initialize``: answer ``initialize`` with error -32602.
+* ``--echo-description-file FILE``: ``echo``'s description is read from FILE at every
+  ``tools/list`` (a server whose tool definitions change).
 * ``--tool NAME`` (repeatable): also offer a tool NAME, answering ``NAME: <arguments.message>``
   (after the ``--extra-tools``).
 * ``--http``: speak Streamable HTTP instead of stdio, at ``http://127.0.0.1:PORT/mcp``
@@ -139,7 +141,7 @@ def named_tool(name):
 class Server:
     def __init__(self, banner, exit_after_initialize, log_path, close_stdin_after_initialize=False,
                  protocol_version=None, page_size=None, extra_tools=0, http=False,
-                 tool_names=(), refuse_initialize=False,
+                 tool_names=(), refuse_initialize=False, echo_description_file=None,
                  repeat_cursor=False):
         self.banner = banner
         self.exit_after_initialize = exit_after_initialize
@@ -154,6 +156,7 @@ class Server:
                       + [named_tool(name) for name in tool_names])
         self.http = http
         self.refuse_initialize = refuse_initialize
+        self.echo_description_file = echo_description_file
         # Over HTTP, what a request's handling sends is collected per thread.
         self.local = threading.local()
         # Server-to-client requests awaiting the client's answer: their id -> the call's id.
@@ -252,9 +255,22 @@ class Server:
         else:
             threading.Thread(target=work, daemon=True).start()
 
+    def current_tools(self):
+        """The tools as listed now: ``echo``'s description read afresh from
+        ``--echo-description-file`` when given (a server whose tools change)."""
+        if not self.echo_description_file:
+            return self.tools
+        try:
+            with open(self.echo_description_file, encoding="utf-8") as f:
+                description = f.read().strip()
+        except OSError:
+            return self.tools
+        return [dict(t, description=description) if t["name"] == "echo" else t for t in self.tools]
+
     def list_tools(self, req_id, params):
+        tools = self.current_tools()
         if not self.page_size:
-            self.result(req_id, {"tools": self.tools})
+            self.result(req_id, {"tools": tools})
             return
         cursor = params.get("cursor") if isinstance(params, dict) else None
         start = 0
@@ -264,7 +280,7 @@ class Server:
                 return
             start = int(cursor)
         end = start + self.page_size
-        page = {"tools": self.tools[start:end]}
+        page = {"tools": tools[start:end]}
         if self.repeat_cursor:
             page["nextCursor"] = str(self.page_size)
         elif end < len(self.tools):
@@ -452,6 +468,8 @@ def main():
     parser.add_argument("--extra-tools", type=int, default=0, metavar="N", help="also offer tool-01 .. tool-N")
     parser.add_argument("--tool", action="append", default=[], metavar="NAME",
                         help="also offer a tool NAME (answers 'NAME: <message>'); repeatable")
+    parser.add_argument("--echo-description-file", metavar="FILE",
+                        help="read echo's description from FILE at every tools/list")
     parser.add_argument("--refuse-initialize", action="store_true",
                         help="answer initialize with a JSON-RPC error")
     parser.add_argument("--http", action="store_true", help="speak Streamable HTTP on 127.0.0.1")
@@ -469,6 +487,7 @@ def main():
         extra_tools=args.extra_tools,
         tool_names=args.tool,
         refuse_initialize=args.refuse_initialize,
+        echo_description_file=args.echo_description_file,
         http=args.http,
         repeat_cursor=args.repeat_cursor,
     )

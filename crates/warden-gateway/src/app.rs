@@ -27,7 +27,7 @@ use futures_util::stream::{self, Stream, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use warden_mcp::jsonrpc::{self, Message};
-use warden_mcp::{Relay, RelayConfig};
+use warden_mcp::{Pins, Relay, RelayConfig};
 use warden_policy::Pdp;
 
 use crate::aggregate::Aggregate;
@@ -60,6 +60,7 @@ pub struct Gateway {
     stateless: std::sync::Mutex<HashMap<String, Arc<StatelessRun>>>,
     stateless_ids: stateless::Ids,
     restarts: Arc<Restarts>,
+    pins: Option<Pins>,
     metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
 }
@@ -73,13 +74,15 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway deciding with `pdp` and recording into `log`.
+    /// A gateway deciding with `pdp`, recording into `log`, and checking
+    /// tool definitions against `pins` when given.
     pub fn new(
         config: GatewayConfig,
         pdp: Arc<Pdp>,
         log: SharedLog,
         auth: Authenticator,
         metrics: Arc<Metrics>,
+        pins: Option<Pins>,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         Arc::new(Gateway {
@@ -91,6 +94,7 @@ impl Gateway {
             stateless: std::sync::Mutex::default(),
             stateless_ids: stateless::Ids::default(),
             restarts: Arc::default(),
+            pins,
             metrics,
             shutdown,
         })
@@ -608,7 +612,7 @@ async fn connect_member(
             });
         }
     };
-    let relay = Relay::new(
+    let mut relay = Relay::new(
         RelayConfig {
             server: server.to_owned(),
             principal: identity.principal.clone(),
@@ -620,6 +624,9 @@ async fn connect_member(
         },
         Arc::clone(&gw.pdp),
     );
+    if let Some(pins) = &gw.pins {
+        relay = relay.with_pins(pins.clone());
+    }
     Ok(Member {
         server: server.to_owned(),
         relay,

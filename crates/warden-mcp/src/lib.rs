@@ -6,9 +6,11 @@
 //! list filtering, the tool catalog, error codes).
 
 pub mod jsonrpc;
+pub mod pins;
 pub mod proxy;
 pub mod record;
 pub mod relay;
 
+pub use pins::Pins;
 pub use proxy::{run_stdio_proxy, ProxyError, ProxyExit, ProxyOptions};
 pub use relay::{Out, Relay, RelayConfig, RelayStats, DECISION_META};

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use warden_policy::Pdp;
 use warden_store::DecisionLog;
 
+use crate::pins::Pins;
 use crate::relay::{Out, Relay, RelayConfig, RelayStats};
 
 /// How often the clock ticks (call timeouts are checked on ticks).
@@ -37,6 +38,8 @@ pub struct ProxyOptions {
     pub relay: RelayConfig,
     /// Largest message accepted from either side, in bytes.
     pub max_message_bytes: usize,
+    /// Tool pins, when kept.
+    pub pins: Option<Pins>,
 }
 
 /// Why the proxy stopped.
@@ -132,6 +135,9 @@ pub fn run_stdio_proxy(
     start_clock(events)?;
 
     let mut relay = Relay::new(options.relay.clone(), pdp);
+    if let Some(pins) = options.pins.clone() {
+        relay = relay.with_pins(pins);
+    }
     let pipes = Pipes {
         inbox: &inbox,
         to_server,

@@ -19,6 +19,7 @@ use warden_policy::{Action, DecisionRequest, Effect, Environment, Pdp, Principal
 use warden_store::{DecisionLog, DecisionRecord};
 
 use crate::jsonrpc::{self, Id, Message, Parsed};
+use crate::pins::Pins;
 use crate::record::{self, Origin, Subject};
 
 /// How one relay is set up.
@@ -137,6 +138,13 @@ pub struct Relay {
     queued: Vec<(Parsed, String)>,
     next_own_id: u64,
     stats: RelayStats,
+    /// Tool pins, when a store keeps them.
+    pins: Option<Pins>,
+    /// Whether the server had no pins when this relay first looked.
+    first_sight: Option<bool>,
+    /// Listed tools whose definition is not (yet) accepted: hidden, and
+    /// their calls refused.
+    held: BTreeSet<String>,
 }
 
 impl Relay {
@@ -159,7 +167,17 @@ impl Relay {
             queued: Vec::new(),
             next_own_id: 1,
             stats: RelayStats::default(),
+            pins: None,
+            first_sight: None,
+            held: BTreeSet::new(),
         }
+    }
+
+    /// Checks every listed tool's definition against `pins` (see
+    /// [`crate::pins`]).
+    pub fn with_pins(mut self, pins: Pins) -> Self {
+        self.pins = Some(pins);
+        self
     }
 
     /// The counters so far.
@@ -522,6 +540,16 @@ impl Relay {
                 );
                 return self.reject_unknown_tool(id, &message, subject, log);
             }
+            Some(_) if self.held.contains(&name) => {
+                let message = format!(
+                    "tool `{}` of server `{}` changed (or is new) since it was trusted; it is held until a reviewer accepts it (`warden tools diff {} {}`)",
+                    name.escape_debug(),
+                    self.config.server,
+                    self.config.server,
+                    name.escape_debug(),
+                );
+                return self.reject(id, jsonrpc::DENIED, "tool_held", &message, subject, log);
+            }
             Some(_) => {}
             None => {
                 // Learn the catalog first: the call waits, and is decided
@@ -829,6 +857,7 @@ impl Relay {
             let names: BTreeSet<String> = listed_tool_names(result).collect();
             let complete = !cursor && result.get("nextCursor").is_none();
             self.learn_tools(names, complete);
+            self.check_pins(result);
         }
         let mut result = result.clone();
         let Some(items) = result.get_mut(field).and_then(Value::as_array_mut) else {
@@ -842,6 +871,7 @@ impl Relay {
             };
             let (action, target) = match kind {
                 ListKind::Tools if !is_valid_tool_name(name) => return false,
+                ListKind::Tools if self.held.contains(name) => return false,
                 ListKind::Tools => (
                     Action::ToolsCall,
                     Target::Tool {
@@ -877,6 +907,22 @@ impl Relay {
         };
         items.retain(keep);
         result
+    }
+
+    /// Holds the tools of a `tools/list` page whose definitions are not
+    /// accepted, and releases those that are.
+    fn check_pins(&mut self, result: &Value) {
+        let Some(pins) = &self.pins else {
+            return;
+        };
+        let held = pins.check(&self.config.server, result, &mut self.first_sight);
+        for name in listed_tool_names(result) {
+            if held.contains(&name) {
+                self.held.insert(name);
+            } else {
+                self.held.remove(&name);
+            }
+        }
     }
 
     fn learn_tools(&mut self, names: BTreeSet<String>, complete: bool) {
@@ -935,6 +981,7 @@ impl Relay {
             }
         };
         fetch.names.extend(listed_tool_names(result));
+        self.check_pins(result);
         let next = result.get("nextCursor").and_then(Value::as_str);
         if let Some(cursor) = next.filter(|_| fetch.pages < MAX_CATALOG_PAGES) {
             let id = self.own_id();

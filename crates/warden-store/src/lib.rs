@@ -1,5 +1,5 @@
-//! Warden's durable state. For now: the decision log and the agents' API
-//! key hashes, in an embedded SQLite file.
+//! Warden's durable state. For now: the decision log, the agents' API key
+//! hashes and the tool pins, in an embedded SQLite file.
 //!
 //! This crate owns how records are kept and read back; what a record says is
 //! decided by the gateway that writes it. Writing is synchronous and durable
@@ -7,10 +7,12 @@
 //! gateway refuses a call whose record could not be written.
 
 mod keys;
+mod pins;
 mod record;
 mod sqlite;
 
 pub use keys::{ApiKey, KeyStore};
+pub use pins::{PinState, PinStore, ToolPin};
 pub use record::{DecisionRecord, RecordKind};
 pub use sqlite::SqliteStore;
 

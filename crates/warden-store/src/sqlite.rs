@@ -42,6 +42,16 @@ const MIGRATIONS: &[&str] = &[
         created     TEXT NOT NULL,
         revoked     TEXT
     );",
+    "CREATE TABLE tool_pins (
+        server      TEXT NOT NULL,
+        tool        TEXT NOT NULL,
+        hash        TEXT NOT NULL,
+        definition  TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        first_seen  TEXT NOT NULL,
+        decided     TEXT,
+        PRIMARY KEY (server, tool, hash)
+    );",
 ];
 
 /// A decision log in one SQLite file (WAL mode).

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod policy;
 pub mod proxy;
 pub mod serve;
+pub mod tools;
 
 use std::io;
 use std::process::ExitCode;
@@ -64,12 +65,40 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Manage the API keys agents present to `warden serve`.
     Keys(keys::KeysArgs),
+    /// Review tool definitions: list them, see what changed, accept or
+    /// reject a held one.
+    Tools(tools::ToolsArgs),
     /// Check a configuration file, or print its JSON Schema.
     Config(config::ConfigArgs),
     /// Work with policy sets.
     Policy(policy::PolicyArgs),
     /// Read the decision log.
     Audit(audit::AuditArgs),
+}
+
+/// Which store a command works on.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// The store (SQLite file). Defaults to the configuration's `store`,
+    /// else `decisions.db` in the user's data directory.
+    #[arg(long, env = "WARDEN_STORE")]
+    store: Option<std::path::PathBuf>,
+    /// A configuration file whose `store` to use.
+    #[arg(long, env = "WARDEN_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
+/// Opens the store `args` name.
+pub fn open_store(args: &StoreArgs) -> Result<warden_store::SqliteStore, Failure> {
+    let from_file = match &args.config {
+        Some(path) => {
+            let file = crate::config::Config::load(path)?;
+            file.raw.store.as_ref().map(|p| file.resolve(p))
+        }
+        None => None,
+    };
+    let path = crate::config::store_path(args.store.as_deref().or(from_file.as_deref()))?;
+    Ok(warden_store::SqliteStore::open(&path)?)
 }
 
 /// A failure of a command: its exit code, its cause chain and an optional

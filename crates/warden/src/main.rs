@@ -49,6 +49,7 @@ fn run() -> ExitCode {
         Command::Proxy(args) => cli::proxy::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Keys(args) => cli::keys::run(args, cli.format),
+        Command::Tools(args) => cli::tools::run(args, cli.format),
         Command::Config(args) => cli::config::run(args, cli.format),
         Command::Policy(args) => cli::policy::run(args, cli.format),
         Command::Audit(args) => cli::audit::run(args, cli.format),

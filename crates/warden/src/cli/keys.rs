@@ -1,7 +1,6 @@
 //! `warden keys`: the API keys agents present to `warden serve`.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
@@ -9,10 +8,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use warden_gateway::auth::mint_api_key;
 use warden_policy::Principal;
-use warden_store::{ApiKey, KeyStore, SqliteStore};
+use warden_store::{ApiKey, KeyStore};
 
-use crate::cli::{CliResult, Failure, Format};
-use crate::config::{self, Config};
+use crate::cli::{open_store as open, CliResult, Failure, Format, StoreArgs};
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
@@ -32,17 +30,6 @@ enum KeysCommand {
     List(StoreArgs),
     /// Revoke a key by its id; the gateway refuses it from then on.
     Revoke(RevokeArgs),
-}
-
-#[derive(Debug, Args)]
-struct StoreArgs {
-    /// The store (SQLite file). Defaults to the configuration's `store`,
-    /// else `decisions.db` in the user's data directory.
-    #[arg(long, env = "WARDEN_STORE")]
-    store: Option<PathBuf>,
-    /// A configuration file whose `store` to use.
-    #[arg(long, env = "WARDEN_CONFIG")]
-    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -84,18 +71,6 @@ pub fn run(args: KeysArgs, format: Format) -> CliResult {
         KeysCommand::List(args) => list(&args, format),
         KeysCommand::Revoke(args) => revoke(&args),
     }
-}
-
-fn open(args: &StoreArgs) -> Result<SqliteStore, Failure> {
-    let from_file = match &args.config {
-        Some(path) => {
-            let file = Config::load(path)?;
-            file.raw.store.as_ref().map(|p| file.resolve(p))
-        }
-        None => None,
-    };
-    let path = config::store_path(args.store.as_deref().or(from_file.as_deref()))?;
-    Ok(SqliteStore::open(&path)?)
 }
 
 fn create(args: CreateArgs, format: Format) -> CliResult {
@@ -178,7 +153,5 @@ fn key_json(key: &ApiKey) -> serde_json::Value {
 }
 
 fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    warden_mcp::record::now_rfc3339()
 }

@@ -4,12 +4,12 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use clap::{Args, ValueEnum};
-use warden_mcp::{run_stdio_proxy, ProxyExit, ProxyOptions, RelayConfig};
+use warden_mcp::{run_stdio_proxy, Pins, ProxyExit, ProxyOptions, RelayConfig};
 use warden_policy::{Limits, Pdp, Principal};
 use warden_store::SqliteStore;
 
@@ -134,6 +134,9 @@ pub fn run(args: ProxyArgs) -> CliResult {
             client_address: "local".to_owned(),
         },
         max_message_bytes: settings.max_message_bytes,
+        pins: Some(Pins::new(Arc::new(Mutex::new(SqliteStore::open(
+            &settings.store,
+        )?)))),
     };
     let mut stdout = io::stdout();
     let exit = run_stdio_proxy(options, pdp, &mut store, io::stdin(), &mut stdout)?;

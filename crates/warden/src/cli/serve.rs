@@ -10,6 +10,7 @@ use warden_gateway::auth::Authenticator;
 use warden_gateway::log::SharedLog;
 use warden_gateway::metrics::Metrics;
 use warden_gateway::Gateway;
+use warden_mcp::Pins;
 use warden_policy::Pdp;
 use warden_store::{KeyStore, SqliteStore};
 
@@ -51,6 +52,7 @@ pub fn run(args: ServeArgs) -> CliResult {
         Arc::clone(&metrics),
     );
     let keys: Arc<Mutex<dyn KeyStore>> = Arc::new(Mutex::new(SqliteStore::open(&store_path)?));
+    let pins = Pins::new(Arc::new(Mutex::new(SqliteStore::open(&store_path)?)));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,7 +86,7 @@ pub fn run(args: ServeArgs) -> CliResult {
                 aggregate.name
             );
         }
-        let gateway = Gateway::new(gateway_config, pdp, log, auth, metrics);
+        let gateway = Gateway::new(gateway_config, pdp, log, auth, metrics, Some(pins));
         warden_gateway::serve(gateway, listener, stop_signal())
             .await
             .context("the gateway stopped with an error")
