@@ -169,3 +169,26 @@ fn serve_says_so_when_its_port_is_taken() {
         text(&out)
     );
 }
+
+#[test]
+fn tools_commands_explain_what_they_cannot_find_and_list_nothing_on_a_new_store() {
+    let ws = Workspace::new("@id(\"all\") permit(principal, action, resource);");
+    let store = ws.store();
+    let list = warden(&["tools", "list", "--store", &store]);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    assert!(list.stdout.is_empty());
+    for command in ["diff", "accept", "reject"] {
+        let out = warden(&["tools", command, "fs", "no\u{1b}[2Jpe", "--store", &store]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("no held definition of tool"), "{said}");
+        assert!(said.contains("warden tools list --held"), "{said}");
+        assert!(
+            !said.contains('\u{1b}'),
+            "control characters are escaped: {said:?}"
+        );
+    }
+    let missing = warden(&["tools", "accept", "fs"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("<TOOL>"), "{}", text(&missing));
+}
