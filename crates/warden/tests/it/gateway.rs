@@ -89,6 +89,17 @@ permit (principal == Agent::"claude", action == Action::"tools/call", resource i
 when { ["echo", "get-sum"].contains(resource.name) };
 "#;
 
+/// Servers `fs` (server-filesystem on `root`, a stdio child) and
+/// `everything` (over HTTP).
+fn fs_and_everything(root: &std::path::Path, everything: &HttpPeer) -> String {
+    format!(
+        "[servers.fs]\ncommand = {}\nargs = [{}]\n\n[servers.everything]\nurl = {}\n",
+        toml_str(&npm_bin("mcp-server-filesystem")),
+        toml_str(&root.display().to_string()),
+        toml_str(&everything.url),
+    )
+}
+
 #[test]
 fn sdk_client_gets_real_answers_and_policy_refusals_from_stdio_and_http_servers() {
     let ws = Workspace::new(CLAUDE_POLICIES);
@@ -96,15 +107,7 @@ fn sdk_client_gets_real_answers_and_policy_refusals_from_stdio_and_http_servers(
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("hello.txt"), "hello through the gateway").unwrap();
     let everything = HttpPeer::everything();
-    let gateway = Served::start(
-        &ws,
-        &format!(
-            "[servers.fs]\ncommand = {}\nargs = [{}]\n\n[servers.everything]\nurl = {}\n",
-            toml_str(&npm_bin("mcp-server-filesystem")),
-            toml_str(&root.display().to_string()),
-            toml_str(&everything.url),
-        ),
-    );
+    let gateway = Served::start(&ws, &fs_and_everything(&root, &everything));
     let key = mint_key(&ws, "claude", Some("alice"));
 
     let read = json!({"path": root.join("hello.txt")}).to_string();
@@ -521,11 +524,8 @@ fn aggregated_endpoint_merges_a_stdio_and_an_http_server_and_policy_sees_the_rea
     let gateway = Served::start(
         &ws,
         &format!(
-            "[gateway.aggregate]\nname = \"all\"\n\n\
-             [servers.fs]\ncommand = {}\nargs = [{}]\n\n[servers.everything]\nurl = {}\n",
-            toml_str(&npm_bin("mcp-server-filesystem")),
-            toml_str(&root.display().to_string()),
-            toml_str(&everything.url),
+            "[gateway.aggregate]\nname = \"all\"\n\n{}",
+            fs_and_everything(&root, &everything)
         ),
     );
     let key = mint_key(&ws, "claude", Some("alice"));

@@ -461,15 +461,19 @@ impl McpClient {
         self.initialize_at("2025-06-18")
     }
 
-    /// A POST of a request whose answer comes as an event stream.
-    pub fn stream(&self, message: &Value) -> Events {
-        let response = self
-            .prepare(self.http.post(&self.url))
+    /// A POST of `message` that accepts an event stream as its answer.
+    fn post_streaming(&self, message: &Value) -> Response {
+        self.prepare(self.http.post(&self.url))
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .body(message.to_string())
             .send()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A POST of a request whose answer comes as an event stream.
+    pub fn stream(&self, message: &Value) -> Events {
+        let response = self.post_streaming(message);
         assert_eq!(response.status(), 200, "{message}");
         Events::new(response)
     }
@@ -477,13 +481,7 @@ impl McpClient {
     /// A POST of a request accepting an event stream: the status and, for
     /// 200, every message the stream carried.
     pub fn stream_status(&self, message: &Value) -> (u16, Vec<Value>) {
-        let response = self
-            .prepare(self.http.post(&self.url))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(message.to_string())
-            .send()
-            .unwrap();
+        let response = self.post_streaming(message);
         let status = response.status().as_u16();
         if status != 200 {
             return (status, Vec::new());
