@@ -440,7 +440,7 @@ fn too_deep(text: &str) -> Option<(usize, String)> {
                 if operators > MAX_OPERATORS {
                     return Some((
                         offset,
-                        format!("a policy uses more than {MAX_OPERATORS} operators"),
+                        format!("a policy uses more than {MAX_OPERATORS} operator characters (each `&&` or `||` counts two)"),
                     ));
                 }
             }

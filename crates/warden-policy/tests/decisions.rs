@@ -365,7 +365,9 @@ fn long_operator_and_attribute_chains_are_refused_before_they_defeat_the_validat
         let err = load_text(text).expect_err("too long a chain");
         assert_eq!(err.problems.len(), 1);
         assert!(
-            err.problems[0].message.contains("more than 1000 operators"),
+            err.problems[0]
+                .message
+                .contains("more than 1000 operator characters"),
             "{}",
             err.problems[0]
         );
