@@ -220,13 +220,28 @@ fn c12_non_json_lines_from_the_upstream_are_dropped_and_counted() {
     );
 }
 
+/// A proxy in front of the scripted upstream with a 2 s call timeout,
+/// past its handshake.
+fn proxy_with_short_timeout(ws: &Workspace) -> Proxy {
+    let mut args = ws.proxy_args("a");
+    args.extend(["--call-timeout".into(), "2".into()]);
+    let mut proxy = Proxy::start_with(ws, args, &fake_upstream(&[]));
+    proxy.handshake("2025-06-18");
+    proxy
+}
+
+/// The call of `hang` has one decision record and one timeout outcome.
+fn assert_hang_timed_out_once(ws: &Workspace) {
+    let records = ws.records();
+    let hang: Vec<&Value> = records.iter().filter(|r| r["tool"] == "hang").collect();
+    assert_eq!(hang.len(), 2, "one decision and one outcome: {hang:#?}");
+    assert_eq!(hang[1]["outcome"], "timeout");
+}
+
 #[test]
 fn c15_a_hanging_upstream_call_times_out_with_one_error_and_one_record() {
     let ws = Workspace::new(ALLOW_ALL);
-    let mut args = ws.proxy_args("a");
-    args.extend(["--call-timeout".into(), "2".into()]);
-    let mut proxy = Proxy::start_with(&ws, args, &fake_upstream(&[]));
-    proxy.handshake("2025-06-18");
+    let mut proxy = proxy_with_short_timeout(&ws);
     let started = Instant::now();
     let answer = proxy.request(
         json!(1),
@@ -244,19 +259,13 @@ fn c15_a_hanging_upstream_call_times_out_with_one_error_and_one_record() {
     assert_eq!(echo["result"]["content"][0]["text"], "Echo: still");
     let (code, _) = proxy.finish();
     assert_eq!(code, Some(0));
-    let records = ws.records();
-    let hang: Vec<&Value> = records.iter().filter(|r| r["tool"] == "hang").collect();
-    assert_eq!(hang.len(), 2, "one decision and one outcome: {hang:#?}");
-    assert_eq!(hang[1]["outcome"], "timeout");
+    assert_hang_timed_out_once(&ws);
 }
 
 #[test]
 fn c15_a_call_in_flight_when_the_client_closes_its_input_still_gets_its_timeout() {
     let ws = Workspace::new(ALLOW_ALL);
-    let mut args = ws.proxy_args("a");
-    args.extend(["--call-timeout".into(), "2".into()]);
-    let mut proxy = Proxy::start_with(&ws, args, &fake_upstream(&[]));
-    proxy.handshake("2025-06-18");
+    let mut proxy = proxy_with_short_timeout(&ws);
     proxy.request(json!(1), "tools/list", json!({}));
     proxy.send_json(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                            "params": {"name": "hang", "arguments": {}}}));
@@ -268,10 +277,7 @@ fn c15_a_call_in_flight_when_the_client_closes_its_input_still_gets_its_timeout(
     assert_eq!(error_code(&answer), -32011);
     let (code, _) = proxy.finish();
     assert_eq!(code, Some(0));
-    let records = ws.records();
-    let hang: Vec<&Value> = records.iter().filter(|r| r["tool"] == "hang").collect();
-    assert_eq!(hang.len(), 2, "one decision and one outcome: {hang:#?}");
-    assert_eq!(hang[1]["outcome"], "timeout");
+    assert_hang_timed_out_once(&ws);
 }
 
 #[test]

@@ -478,12 +478,7 @@ fn each_stateless_caller_has_an_upstream_session_of_its_own() {
         .filter(|l| l.contains("\"initialize\""))
         .count();
     assert_eq!(initializes, 2);
-    let ready: Value = http()
-        .get(gateway.url("/readyz"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let ready = gateway.ready();
     assert_eq!(ready["sessions"], 2);
 }
 
@@ -503,12 +498,7 @@ fn a_stateless_caller_whose_upstream_refuses_the_handshake_leaves_nothing_runnin
         assert_eq!(refused.error_code(), -32012);
         assert_eq!(refused.json()["id"], id);
     }
-    let ready: Value = http()
-        .get(gateway.url("/readyz"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let ready = gateway.ready();
     assert_eq!(ready["sessions"], 0, "{ready}");
 }
 
@@ -797,12 +787,7 @@ fn an_unreachable_upstream_leaves_no_session_behind_and_is_backed_off() {
         assert!(matches!(again.status, 200 | 503), "{again:?}");
         assert_eq!(again.error_code(), -32012, "{again:?}");
     }
-    let ready: Value = http()
-        .get(gateway.url("/readyz"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let ready = gateway.ready();
     assert_eq!(ready["sessions"], 0, "{ready}");
 }
 
@@ -833,12 +818,7 @@ fn a_stdio_upstream_that_exits_at_once_still_answers_initialize() {
             (status, _) => panic!("unexpected {status}"),
         }
     }
-    let ready: Value = http()
-        .get(gateway.url("/readyz"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let ready = gateway.ready();
     assert_eq!(ready["sessions"], 0, "{ready}");
 }
 
@@ -2014,12 +1994,7 @@ fn malformed_bodies_get_clear_refusals_and_the_gateway_keeps_serving() {
     let health = http().get(gateway.url("/healthz")).send().unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.json::<Value>().unwrap()["status"], "ok");
-    let ready: Value = http()
-        .get(gateway.url("/readyz"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let ready = gateway.ready();
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["servers"], json!(["fs"]));
     assert!(ready["policy_version"]

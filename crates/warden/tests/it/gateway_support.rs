@@ -140,6 +140,16 @@ impl Served {
     pub fn mcp(&self, server: &str) -> String {
         self.url(&format!("/mcp/{server}"))
     }
+
+    /// What `/readyz` says now.
+    pub fn ready(&self) -> Value {
+        http()
+            .get(self.url("/readyz"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
 }
 
 fn config_text(port: u16, body: &str) -> String {
